@@ -1,0 +1,34 @@
+// Graft benchmark: speed against raw ONNX Runtime and ML.NET, transfer quality on Fashion-MNIST.
+//   bench/run.sh                 the full run; writes bench/RESULTS.md and the plots
+//   bench/run.sh --quick         a smoke test with tiny counts; writes to bench/out/quick/
+//   bench/run.sh --no-services   only what needs no Graft service (raw ORT, ML.NET pipeline, CNN)
+using System.Text.Json;
+using Graft.Bench;
+using Graft.Bench.Report;
+
+var quick = args.Contains("--quick");
+var withServices = !args.Contains("--no-services");
+var repoRoot = FindRepoRoot();
+var benchDir = Path.Combine(repoRoot, "bench");
+var outDir = quick ? Path.Combine(benchDir, "out", "quick") : benchDir;
+Directory.CreateDirectory(outDir);
+
+var runner = new Runner(quick ? BenchPlan.Quick : BenchPlan.Full, repoRoot, Path.Combine(benchDir, "out"), withServices,
+    line => Console.WriteLine($"[{DateTime.Now:HH:mm:ss}] {line}"));
+var results = await runner.RunAsync();
+
+var plots = Plots.Write(results, outDir);
+File.WriteAllText(Path.Combine(outDir, "RESULTS.md"), ResultsWriter.Render(results, plots));
+File.WriteAllText(Path.Combine(outDir, "results.json"), JsonSerializer.Serialize(results, new JsonSerializerOptions { WriteIndented = true }));
+Console.WriteLine($"wrote {Path.Combine(outDir, "RESULTS.md")} and {plots.Count} plots");
+foreach (var goal in ResultsWriter.Goals(results))
+    Console.WriteLine($"  {(goal.Met switch { true => "met   ", false => "MISSED", null => "pending" })} {goal.Name}: {goal.Measured} (target {goal.Target})");
+
+static string FindRepoRoot()
+{
+    for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+    {
+        if (File.Exists(Path.Combine(dir.FullName, "Services.sln"))) return dir.FullName;
+    }
+    return Directory.GetCurrentDirectory();
+}

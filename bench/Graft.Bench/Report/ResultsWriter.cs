@@ -1,0 +1,235 @@
+using System.Globalization;
+using System.Text;
+using Graft.Bench.Speed;
+
+namespace Graft.Bench.Report;
+
+/// <summary>Renders one run's <see cref="Results"/> as bench/RESULTS.md.</summary>
+public static class ResultsWriter
+{
+    public sealed record Goal(string Name, string Target, string Measured, bool? Met);
+
+    public static List<Goal> Goals(Results r)
+    {
+        var goals = new List<Goal>();
+        var predict16 = r.Predict.FirstOrDefault(p => p.Concurrency == 16)?.Stats.Throughput;
+        var raw16 = r.RawOrtBatch16?.Throughput;
+        goals.Add(Ratio("Gateway Predict throughput at concurrency 16 vs raw ORT batch 16", "≥ 0.90×", predict16, raw16, x => x >= 0.9,
+            $"{F(predict16)} / {F(raw16)} img/s"));
+        goals.Add(Ratio("Gateway Predict throughput at concurrency 16 vs the ML.NET pipeline", "≥ 1.50×", predict16, r.MlNet?.ImagesPerSecond, x => x >= 1.5,
+            $"{F(predict16)} / {F(r.MlNet?.ImagesPerSecond)} img/s"));
+        goals.Add(Ratio("Predict latency (p50), 10 heads vs 1 head", "≤ 1.10×", r.PredictTenHeads?.P50Ms, r.PredictOneHead?.P50Ms, x => x <= 1.1,
+            $"{F(r.PredictTenHeads?.P50Ms)} / {F(r.PredictOneHead?.P50Ms)} ms"));
+        goals.Add(r.GraftClassifierAccuracy is { } g && r.MlNetClassifierAccuracy is { } m
+            ? new Goal("Classifier head accuracy vs ML.NET LbfgsMaximumEntropy, same features and split", "higher",
+                $"{g:P1} vs {m:P1} ({(g - m) * 100:+0.0;-0.0} points)", g > m)
+            : new Goal("Classifier head accuracy vs ML.NET LbfgsMaximumEntropy, same features and split", "higher", "pending", null));
+        goals.Add(Ratio("Regressor MAE vs the noise floor", "≤ 1.50×", r.GraftRegressorMae, r.NoiseFloorExpectedMae, x => x <= 1.5,
+            $"{F(r.GraftRegressorMae, 2)} / {F(r.NoiseFloorExpectedMae, 2)} cm"));
+        return goals;
+    }
+
+    private static Goal Ratio(string name, string target, double? value, double? baseline, Func<double, bool> met, string detail) =>
+        value is { } v && baseline is { } b && b > 0
+            ? new Goal(name, target, $"{v / b:F2}× ({detail})", met(v / b))
+            : new Goal(name, target, "pending", null);
+
+    public static string Render(Results r, IReadOnlyCollection<string> plots)
+    {
+        var md = new StringBuilder();
+        var m = r.Machine;
+        md.AppendLine("# Graft benchmark results");
+        md.AppendLine();
+        md.AppendLine($"Written by `bench/run.sh` ({r.Plan} plan) in one run of {r.TotalSeconds / 60:F1} minutes. " +
+                      "Every speed row is divided by a baseline measured in this same run, on this machine:");
+        md.AppendLine();
+        md.AppendLine("| CPU | cores | OS | .NET | date (UTC) | load average (1 min) at start / end | commit |");
+        md.AppendLine("| --- | --- | --- | --- | --- | --- | --- |");
+        md.AppendLine(Inv($"| {m.Cpu} | {m.Cores} | {m.Os} | {m.Dotnet} | {m.Date:yyyy-MM-dd HH:mm} | {m.LoadAverageStart:F2} / {r.LoadAverageEnd:F2} | {m.Commit} |"));
+        md.AppendLine();
+        md.AppendLine("The client, the three services and the baselines share these cores; no GPU (ONNX Runtime on CPU).");
+        md.AppendLine();
+
+        md.AppendLine("## Goals");
+        md.AppendLine();
+        md.AppendLine("| goal | target | measured | |");
+        md.AppendLine("| --- | --- | --- | --- |");
+        foreach (var g in Goals(r)) md.AppendLine($"| {g.Name} | {g.Target} | {g.Measured} | {(g.Met switch { true => "met", false => "**missed**", null => "pending" })} |");
+        md.AppendLine();
+        if (r.Pending.Count > 0)
+        {
+            md.AppendLine("Pending:");
+            foreach (var p in r.Pending) md.AppendLine($"- {p}");
+            md.AppendLine();
+        }
+
+        md.AppendLine("## Speed");
+        md.AppendLine();
+        if (plots.Contains(Plots.Throughput)) md.AppendLine($"![throughput]({Plots.Throughput})").AppendLine();
+        var raw16 = r.RawOrtBatch16?.Throughput;
+        var raw1 = r.RawOrtBatch1?.Throughput;
+
+        md.AppendLine("### 1. The limit: raw ONNX Runtime in-process");
+        md.AppendLine();
+        md.AppendLine("ResNet18 from `Microsoft.ML.DnnImageFeaturizer.ResNet18` 0.23.1, batch dimension made symbolic, default CPU session " +
+                      "options (all graph optimisations), inputs already preprocessed: `session.Run` alone.");
+        md.AppendLine();
+        md.AppendLine("| batch | images / s | ms per run (p50) | × batch 16 |");
+        md.AppendLine("| --- | --- | --- | --- |");
+        foreach (var (batch, s) in new[] { (1, r.RawOrtBatch1), (16, r.RawOrtBatch16) })
+        {
+            if (s is null) continue;
+            md.AppendLine(Inv($"| {batch} | {s.Throughput:F1} | {s.P50Ms:F1} | {s.Throughput / raw16:F2} |"));
+        }
+        md.AppendLine();
+        md.AppendLine(Inv($"Batch-16 and batch-1 features of the same images differ by at most {r.RawOrtBatchMaxDifference:G3}: the symbolic batch changes no result."));
+        md.AppendLine();
+
+        LevelTable(md, "### 2. BackboneService `Extract` over gRPC",
+            "One PNG (28×28 Fashion-MNIST, as a client sends it) per call; every call a new image, so no cache hit; closed loop.", r.Extract, raw16, raw1);
+        LevelTable(md, "### 3. Gateway `Predict` end to end",
+            "Encoded image in, one classifier head's answer out: Gateway → BackboneService → HeadService, every call a new image.", r.Predict, raw16, raw1);
+        if (plots.Contains(Plots.Latency)) md.AppendLine($"![latency]({Plots.Latency})").AppendLine();
+
+        md.AppendLine("### 4. Gateway `Predict`: 1 head against 10 heads");
+        md.AppendLine();
+        if (r.PredictOneHead is { } one && r.PredictTenHeads is { } ten)
+        {
+            md.AppendLine("Concurrency 1, new image every call, the two cases alternating call by call so load drift hits both alike.");
+            md.AppendLine();
+            md.AppendLine("| heads | calls | p50 ms | p95 ms | p99 ms | mean ms | p50 × 1 head |");
+            md.AppendLine("| --- | --- | --- | --- | --- | --- | --- |");
+            md.AppendLine(Inv($"| 1 | {one.Count} | {one.P50Ms:F1} | {one.P95Ms:F1} | {one.P99Ms:F1} | {one.MeanMs:F1} | 1.00 |"));
+            md.AppendLine(Inv($"| 10 | {ten.Count} | {ten.P50Ms:F1} | {ten.P95Ms:F1} | {ten.P99Ms:F1} | {ten.MeanMs:F1} | {ten.P50Ms / one.P50Ms:F2} |"));
+        }
+        else md.AppendLine("pending");
+        md.AppendLine();
+
+        md.AppendLine("### 5. Head training time");
+        md.AppendLine();
+        if (r.HeadTraining.Count > 0)
+        {
+            md.AppendLine("HeadService `Train` straight from feature rows (classifier, hidden 256, batch 32, 10 classes, no validation split). " +
+                          "512-d is ResNet18's feature size, 25088-d VGG16's pool5. *Training s* is the server's own timing; *wall s* adds the upload. " +
+                          "The ratio is against the first row of the same dimension.");
+            md.AppendLine();
+            md.AppendLine("| features | rows | epochs | training s | wall s | µs per row-epoch | × first row |");
+            md.AppendLine("| --- | --- | --- | --- | --- | --- | --- |");
+            foreach (var group in r.HeadTraining.GroupBy(t => t.Dimension))
+            {
+                var first = group.First().TrainingSeconds;
+                foreach (var t in group)
+                    md.AppendLine(Inv($"| {t.Dimension} | {t.Rows} | {t.Epochs} | {t.TrainingSeconds:F2} | {t.WallSeconds:F2} | {t.TrainingSeconds * 1e6 / (t.Rows * t.Epochs):F0} | {t.TrainingSeconds / first:F2} |"));
+            }
+            md.AppendLine();
+            if (plots.Contains(Plots.HeadTraining)) md.AppendLine($"![head training]({Plots.HeadTraining})").AppendLine();
+        }
+        else md.AppendLine("pending").AppendLine();
+
+        md.AppendLine("### 6. Retraining on the same images: the feature cache");
+        md.AppendLine();
+        if (r.Retrain.Count > 0)
+        {
+            md.AppendLine("Three heads trained one after the other through Gateway `TrainHead` on the same images. Backbone runs are the " +
+                          "BackboneService's `graft_backbone_inferences_total` counter (cache hits excluded), read before and after each call.");
+            md.AppendLine();
+            md.AppendLine("| head | images | backbone runs per image | extraction s | total s | extraction × first |");
+            md.AppendLine("| --- | --- | --- | --- | --- | --- |");
+            var firstExtract = r.Retrain[0].ExtractSeconds;
+            foreach (var t in r.Retrain)
+                md.AppendLine(Inv($"| {t.Head} | {t.Images} | {t.BackboneRunsPerImage:F3} | {t.ExtractSeconds:F2} | {t.TotalSeconds:F2} | {t.ExtractSeconds / firstExtract:F2} |"));
+        }
+        else md.AppendLine("pending");
+        md.AppendLine();
+
+        md.AppendLine("### 7. The .NET peer: ML.NET's transfer-learning pipeline");
+        md.AppendLine();
+        if (r.MlNet is { } ml)
+        {
+            md.AppendLine("ML.NET 5.0.1, `LoadImages → ResizeImages(224×224) → ExtractPixels → DnnFeaturizeImage(ResNet18)` over the training images " +
+                          "as PNG files, the same ONNX Runtime natives (1.31.0), in its own process (bench/MlNetBaseline, SkiaSharp 2.88.9). " +
+                          "Timed after a warm-up of 4 images; the rows are read through `CreateEnumerable` so every image is featurized.");
+            md.AppendLine();
+            md.AppendLine("| pipeline | images | images / s | × raw ORT batch 1 | × raw ORT batch 16 |");
+            md.AppendLine("| --- | --- | --- | --- | --- |");
+            md.AppendLine(Inv($"| ML.NET | {ml.Images} | {ml.ImagesPerSecond:F1} | {ml.ImagesPerSecond / raw1:F2} | {ml.ImagesPerSecond / raw16:F2} |"));
+            foreach (var p in r.Predict)
+                md.AppendLine(Inv($"| Graft Gateway Predict, concurrency {p.Concurrency} | {p.Stats.Count} | {p.Stats.Throughput:F1} ({p.Stats.Throughput / ml.ImagesPerSecond:F2}× ML.NET) | {p.Stats.Throughput / raw1:F2} | {p.Stats.Throughput / raw16:F2} |"));
+        }
+        else md.AppendLine("pending");
+        md.AppendLine();
+
+        md.AppendLine("## Transfer quality: Fashion-MNIST");
+        md.AppendLine();
+        md.AppendLine($"Debian's `dataset-fashion-mnist`. Training: the first {r.TrainImages / 10} images of each class of the training set ({r.TrainImages} images). " +
+                      $"Test: the first {r.TestImages} images of the test set. Graft heads are trained through Gateway `TrainHead` on the images " +
+                      "(no validation split, so every method trains on the same rows) and tested through Gateway `Predict` on the test images. " +
+                      "ML.NET trains on the very features the backbone returned for the same images (fetched with `Extract`).");
+        md.AppendLine();
+        md.AppendLine("| method | test accuracy | training s |");
+        md.AppendLine("| --- | --- | --- |");
+        md.AppendLine($"| Graft classifier head (MLP: 512→256→10, dropout 0.2) | {P(r.GraftClassifierAccuracy)} | see §6 |");
+        md.AppendLine($"| Graft linear probe (512→10) | {P(r.GraftLinearProbeAccuracy)} | see §6 |");
+        md.AppendLine($"| ML.NET LbfgsMaximumEntropy on the same features (mean-variance normalised) | {P(r.MlNetClassifierAccuracy)} | {F(r.MlNetClassifierSeconds, 2)} |");
+        md.AppendLine($"| CNN from scratch, TorchSharp, 28×28 pixels ({r.CnnEpochs} epochs) | {P(r.CnnAccuracy)} | {F(r.CnnSeconds, 1)} |");
+        md.AppendLine();
+        md.AppendLine("**Regression.** As the tutorial faked body lengths, every class has a length distribution (mean, σ in cm: " +
+                      string.Join(", ", Data.FashionMnist.Classes.Select(c => Inv($"{c.Name} {c.Mean}±{c.Sd}"))) +
+                      ") and every image one draw. The best possible predictor knows each image's class mean; its error is the noise floor.");
+        md.AppendLine();
+        md.AppendLine("| regressor | test MAE (cm) | × noise floor |");
+        md.AppendLine("| --- | --- | --- |");
+        md.AppendLine(Inv($"| noise floor: E\\|noise\\| = σ·√(2/π), averaged over the test images | {r.NoiseFloorExpectedMae:F2} | 1.00 |"));
+        md.AppendLine(Inv($"| class-mean oracle on these very draws | {r.NoiseFloorOracleMae:F2} | {r.NoiseFloorOracleMae / r.NoiseFloorExpectedMae:F2} |"));
+        md.AppendLine($"| Graft regressor head (512→256→1) | {F(r.GraftRegressorMae, 2)} | {F(r.GraftRegressorMae / r.NoiseFloorExpectedMae, 2)} |");
+        md.AppendLine($"| ML.NET Sdca on the same features | {F(r.MlNetRegressorMae, 2)} | {F(r.MlNetRegressorMae / r.NoiseFloorExpectedMae, 2)} |");
+        md.AppendLine();
+
+        md.AppendLine("### Accuracy as training images per class grow");
+        md.AppendLine();
+        md.AppendLine("| images per class | Graft classifier head | ML.NET, same features | CNN from scratch | CNN training s |");
+        md.AppendLine("| --- | --- | --- | --- | --- |");
+        foreach (var p in r.Curve)
+            md.AppendLine($"| {p.PerClass} | {P(p.GraftClassifier)} | {P(p.MlNet)} | {P(p.Cnn)} | {F(p.CnnSeconds, 1)} |");
+        md.AppendLine();
+        if (plots.Contains(Plots.Curve)) md.AppendLine($"![accuracy curve]({Plots.Curve})").AppendLine();
+
+        if (r.Notes.Count > 0)
+        {
+            md.AppendLine("## Notes");
+            md.AppendLine();
+            foreach (var n in r.Notes) md.AppendLine($"- {n}");
+            md.AppendLine();
+        }
+        return md.ToString();
+    }
+
+    private static void LevelTable(StringBuilder md, string title, string intro, List<LevelResult> levels, double? raw16, double? raw1)
+    {
+        md.AppendLine(title);
+        md.AppendLine();
+        if (levels.Count == 0)
+        {
+            md.AppendLine("pending").AppendLine();
+            return;
+        }
+        md.AppendLine(intro);
+        md.AppendLine();
+        md.AppendLine("| concurrency | calls | images / s | × raw ORT batch 16 | × raw ORT batch 1 | p50 ms | p95 ms | p99 ms | cache hits |");
+        md.AppendLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        foreach (var l in levels)
+        {
+            var s = l.Stats;
+            md.AppendLine(Inv($"| {l.Concurrency} | {s.Count} | {s.Throughput:F1} | {s.Throughput / raw16:F2} | {s.Throughput / raw1:F2} | {s.P50Ms:F1} | {s.P95Ms:F1} | {s.P99Ms:F1} | {l.CacheHits} |"));
+        }
+        md.AppendLine();
+    }
+
+    private static string F(double? value, int decimals = 1) =>
+        value is { } v && !double.IsNaN(v) ? v.ToString("F" + decimals, CultureInfo.InvariantCulture) : "pending";
+
+    private static string P(double? value) =>
+        value is { } v ? (v * 100).ToString("F1", CultureInfo.InvariantCulture) + " %" : "pending";
+
+    private static string Inv(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,59 @@
+using Graft.Bench.Speed;
+
+namespace Graft.Bench;
+
+/// <summary>Everything one run measured; written to RESULTS.md, results.json and the plots.</summary>
+public sealed class Results
+{
+    public required MachineInfo Machine { get; init; }
+    public required string Plan { get; init; }
+    public double LoadAverageEnd { get; set; }
+    public double TotalSeconds { get; set; }
+
+    // Speed
+    public LatencyStats? RawOrtBatch1 { get; set; }
+    public LatencyStats? RawOrtBatch16 { get; set; }
+    public double RawOrtBatchMaxDifference { get; set; }
+    public List<LevelResult> Extract { get; } = [];
+    public List<LevelResult> Predict { get; } = [];
+    public LatencyStats? PredictOneHead { get; set; }
+    public LatencyStats? PredictTenHeads { get; set; }
+    public List<TrainingTime> HeadTraining { get; } = [];
+    public List<TrainRun> Retrain { get; } = [];
+    public MlNetPipeline? MlNet { get; set; }
+
+    // Quality
+    public int TrainImages { get; set; }
+    public int TestImages { get; set; }
+    public double? GraftClassifierAccuracy { get; set; }
+    public double? GraftLinearProbeAccuracy { get; set; }
+    public double? GraftRegressorMae { get; set; }
+    public double? MlNetClassifierAccuracy { get; set; }
+    public double? MlNetClassifierSeconds { get; set; }
+    public double? MlNetRegressorMae { get; set; }
+    public double? MlNetRegressorSeconds { get; set; }
+    public double NoiseFloorExpectedMae { get; set; }
+    public double NoiseFloorOracleMae { get; set; }
+    public double? CnnAccuracy { get; set; }
+    public double? CnnSeconds { get; set; }
+    public int? CnnEpochs { get; set; }
+    public List<CurvePoint> Curve { get; } = [];
+
+    public List<string> Notes { get; } = [];
+    public List<string> Pending { get; } = [];
+}
+
+public sealed record MachineInfo(string Cpu, int Cores, string Os, string Dotnet, DateTimeOffset Date, double LoadAverageStart, string Commit);
+
+public sealed record LevelResult(int Concurrency, LatencyStats Stats, int CacheHits);
+
+/// <summary>One head-training timing: the server's training seconds and the client's wall seconds (upload included).</summary>
+public sealed record TrainingTime(int Dimension, int Rows, int Epochs, double TrainingSeconds, double WallSeconds);
+
+/// <summary>One Gateway TrainHead call: how many backbone runs it caused per image, and how long it took.</summary>
+public sealed record TrainRun(string Head, int Images, double BackboneRunsPerImage, double ExtractSeconds, double TotalSeconds);
+
+public sealed record MlNetPipeline(int Images, double Seconds, double ImagesPerSecond);
+
+/// <summary>Test accuracy at one training-set size for each method (null when not measured).</summary>
+public sealed record CurvePoint(int PerClass, double? GraftClassifier, double? GraftLinearProbe, double? MlNet, double? Cnn, double? CnnSeconds);

@@ -1,0 +1,44 @@
+using Graft.Backbone.Batching;
+using Graft.Backbone.Caching;
+using Graft.Backbone.Imaging;
+using Graft.Backbone.Model;
+using Graft.Backbone.Services;
+using Graft.Backbone.Telemetry;
+using Graft.ServiceDefaults;
+using Microsoft.Extensions.Options;
+
+namespace Graft.Backbone;
+
+/// <summary>Registration of the backbone service.</summary>
+public static class BackboneServiceExtensions
+{
+    /// <summary>Registers options (<c>Graft:Backbone</c>), the model, preprocessing, batching, cache, metrics,
+    /// readiness and the start-up warm-up.</summary>
+    public static IHostApplicationBuilder AddBackbone(this IHostApplicationBuilder builder)
+    {
+        var services = builder.Services;
+        services.AddValidatedOptions<BackboneOptions>(builder.Configuration, BackboneOptions.Section);
+        services.AddReadinessGate("backbone");
+        services.AddSingleton<BackboneMetrics>();
+        services.AddSingleton(sp => BackboneProfiles.Resolve(Options(sp), AppContext.BaseDirectory));
+        services.AddSingleton(sp => BackboneModel.Load(
+            sp.GetRequiredService<BackboneProfile>(), Options(sp).Device, Options(sp).IntraOpThreads, sp.GetRequiredService<ILogger<BackboneModel>>()));
+        services.AddSingleton(sp => Preprocessor.Create(sp.GetRequiredService<BackboneProfile>(), Options(sp).MaxPixels));
+        services.AddSingleton(sp => new DynamicBatcher(
+            sp.GetRequiredService<BackboneModel>(), Options(sp).MaxBatchSize, TimeSpan.FromMilliseconds(Options(sp).MaxQueueDelayMs),
+            sp.GetRequiredService<BackboneMetrics>(), sp.GetRequiredService<ILogger<DynamicBatcher>>()));
+        services.AddSingleton(sp => new FeatureCache(Options(sp).CacheBytes, sp.GetRequiredService<BackboneModel>().Fingerprint));
+        services.AddSingleton<FeatureExtractor>();
+        services.AddHostedService<BackboneStartup>();
+        return builder;
+    }
+
+    /// <summary>Maps the <c>graft.v1.Backbone</c> gRPC service.</summary>
+    public static WebApplication MapBackbone(this WebApplication app)
+    {
+        app.MapGrpcService<BackboneGrpcService>();
+        return app;
+    }
+
+    private static BackboneOptions Options(IServiceProvider sp) => sp.GetRequiredService<IOptions<BackboneOptions>>().Value;
+}

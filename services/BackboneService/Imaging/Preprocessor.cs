@@ -1,0 +1,102 @@
+using System.Runtime.InteropServices;
+using Graft.Backbone.Model;
+using SkiaSharp;
+
+namespace Graft.Backbone.Imaging;
+
+/// <summary>Turns encoded image bytes into the model's input tensor (channels × height × width, no batch dimension)
+/// exactly as the profile says: decode, orient, composite alpha over white, resize/crop, reorder channels, scale,
+/// subtract the mean image and/or mean, divide by std.</summary>
+public sealed class Preprocessor
+{
+    private static readonly SKSamplingOptions Sampling = new(SKFilterMode.Linear, SKMipmapMode.Linear);
+
+    private readonly BackboneProfile _profile;
+    private readonly float[]? _meanImage;
+    private readonly int[] _sourceChannel;
+    private readonly float[] _mean;
+    private readonly float[] _invStd;
+
+    /// <summary>Creates a preprocessor; <paramref name="meanImage"/> is [3, InputHeight, InputWidth] in model channel order.</summary>
+    public Preprocessor(BackboneProfile profile, float[]? meanImage, long maxPixels)
+    {
+        _profile = profile;
+        var planeSize = profile.InputWidth * profile.InputHeight;
+        if (meanImage is not null && meanImage.Length != 3 * planeSize)
+        {
+            throw new InvalidOperationException($"The mean image has {meanImage.Length} values; profile '{profile.Name}' needs 3x{profile.InputHeight}x{profile.InputWidth} = {3 * planeSize}.");
+        }
+        _meanImage = meanImage;
+        Decoder = new ImageDecoder(maxPixels);
+        _sourceChannel = profile.ColorOrder == ColorOrder.Bgr ? [2, 1, 0] : [0, 1, 2];
+        _mean = profile.Mean.Length == 3 ? profile.Mean : [0f, 0f, 0f];
+        _invStd = profile.Std.Length == 3 ? profile.Std.Select(s => 1f / s).ToArray() : [1f, 1f, 1f];
+    }
+
+    /// <summary>Builds the preprocessor a profile describes, reading its mean image file if it has one.</summary>
+    public static Preprocessor Create(BackboneProfile profile, long maxPixels)
+    {
+        var meanImage = profile.MeanImagePath is { } path
+            ? OnnxInitializers.ReadFloats(path, profile.MeanImageInitializer!, [1, 3, profile.InputHeight, profile.InputWidth])
+            : null;
+        return new Preprocessor(profile, meanImage, maxPixels);
+    }
+
+    /// <summary>The decoder in use (its pixel limit applies before any pixel buffer exists).</summary>
+    public ImageDecoder Decoder { get; }
+
+    /// <summary>Input tensor shape without the batch dimension: [3, height, width].</summary>
+    public IReadOnlyList<long> InputShape => [3, _profile.InputHeight, _profile.InputWidth];
+
+    /// <summary>Decodes and preprocesses encoded image bytes.</summary>
+    /// <exception cref="InputRejectedException">The bytes are not an acceptable image.</exception>
+    public float[] Preprocess(ReadOnlySpan<byte> encoded)
+    {
+        using var bitmap = Decoder.Decode(encoded);
+        return Preprocess(bitmap);
+    }
+
+    /// <summary>Preprocesses an already decoded, upright bitmap.</summary>
+    public float[] Preprocess(SKBitmap bitmap)
+    {
+        var (width, height) = (_profile.InputWidth, _profile.InputHeight);
+        using var image = SKImage.FromBitmap(bitmap);
+        using var target = new SKBitmap(new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Premul));
+        using (var canvas = new SKCanvas(target))
+        {
+            // Transparent pixels show what a viewer shows: the image over a white page.
+            canvas.Clear(SKColors.White);
+            canvas.DrawImage(image, SourceRect(bitmap.Width, bitmap.Height), new SKRect(0, 0, width, height), Sampling, null);
+            canvas.Flush();
+        }
+
+        var pixels = MemoryMarshal.AsBytes(target.GetPixelSpan());
+        var plane = width * height;
+        var tensor = new float[3 * plane];
+        for (var c = 0; c < 3; c++)
+        {
+            var source = _sourceChannel[c];
+            var scale = _profile.Scale;
+            var (mean, invStd) = (_mean[c], _invStd[c]);
+            var output = tensor.AsSpan(c * plane, plane);
+            var meanImage = _meanImage is null ? default : _meanImage.AsSpan(c * plane, plane);
+            for (var i = 0; i < plane; i++)
+            {
+                var v = pixels[(i * 4) + source] * scale;
+                if (!meanImage.IsEmpty) v -= meanImage[i];
+                output[i] = (v - mean) * invStd;
+            }
+        }
+        return tensor;
+    }
+
+    /// <summary>The source rectangle that, drawn onto the input size, realises the profile's resize policy.</summary>
+    private SKRect SourceRect(int sourceWidth, int sourceHeight)
+    {
+        if (_profile.Resize == ResizeMode.Stretch) return new SKRect(0, 0, sourceWidth, sourceHeight);
+        var scale = (float)_profile.EffectiveShorterSide / Math.Min(sourceWidth, sourceHeight);
+        var (cropWidth, cropHeight) = (_profile.InputWidth / scale, _profile.InputHeight / scale);
+        var (left, top) = ((sourceWidth - cropWidth) / 2f, (sourceHeight - cropHeight) / 2f);
+        return new SKRect(left, top, left + cropWidth, top + cropHeight);
+    }
+}

@@ -1,0 +1,88 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace Graft.Gateway;
+
+/// <summary>Gateway settings (configuration section <c>Graft:Gateway</c>, environment form <c>Graft__Gateway__AdminToken</c>).</summary>
+public sealed class GatewayOptions : IValidatableObject
+{
+    public const string Section = "Graft:Gateway";
+
+    /// <summary>BackboneService address: <c>http://host:port</c>, a comma-separated list of such addresses
+    /// (round-robin over them), or <c>dns:///backbone-headless:5110</c> (a Kubernetes headless Service).</summary>
+    [Required]
+    public string BackboneAddress { get; set; } = "http://127.0.0.1:5110";
+
+    /// <summary>HeadService address, in the same forms as <see cref="BackboneAddress"/>.</summary>
+    [Required]
+    public string HeadsAddress { get; set; } = "http://127.0.0.1:5120";
+
+    /// <summary>Bearer token for admin calls (TrainHead, DeleteHead, ActivateHead). Empty: admin calls are refused
+    /// unless <see cref="AllowUnauthenticatedAdmin"/> is set.</summary>
+    public string? AdminToken { get; set; }
+
+    /// <summary>Bearer token for Predict, PredictStream and the read calls. Empty: those calls are open.
+    /// The admin token is accepted wherever the predict token is.</summary>
+    public string? PredictToken { get; set; }
+
+    /// <summary>Explicit opt-in for open local development: admin calls need no token when none is configured.</summary>
+    public bool AllowUnauthenticatedAdmin { get; set; }
+
+    /// <summary>Longest a single downstream attempt may take (the client's deadline still wins when shorter).</summary>
+    [Range(typeof(TimeSpan), "00:00:00.050", "01:00:00")]
+    public TimeSpan AttemptTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Retries after a failed idempotent attempt (UNAVAILABLE or attempt timeout). 0 disables retries.</summary>
+    [Range(0, 10)]
+    public int MaxRetries { get; set; } = 2;
+
+    /// <summary>First retry delay; later ones grow exponentially, with jitter.</summary>
+    [Range(typeof(TimeSpan), "00:00:00", "00:01:00")]
+    public TimeSpan RetryBaseDelay { get; set; } = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>Circuit breaker: fraction of failed calls in the sampling window that opens it.</summary>
+    [Range(0.01, 1.0)]
+    public double BreakerFailureRatio { get; set; } = 0.5;
+
+    /// <summary>Circuit breaker: calls needed in the sampling window before it may open.</summary>
+    [Range(2, 10000)]
+    public int BreakerMinimumThroughput { get; set; } = 4;
+
+    [Range(typeof(TimeSpan), "00:00:00.500", "00:10:00")]
+    public TimeSpan BreakerSamplingDuration { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>How long an open breaker rejects calls before letting a trial call through.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.500", "00:10:00")]
+    public TimeSpan BreakerBreakDuration { get; set; } = TimeSpan.FromSeconds(3);
+
+    /// <summary>Longest pause between reconnection attempts to a dead replica; short, so a restarted replica is used within seconds.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.100", "00:02:00")]
+    public TimeSpan MaxReconnectBackoff { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>TrainHead buffers the examples before extraction (the total is known only at the end of the stream):
+    /// most examples accepted in one call.</summary>
+    [Range(1, 10_000_000)]
+    public int MaxTrainExamples { get; set; } = 100_000;
+
+    /// <summary>Most encoded image bytes buffered for one TrainHead call.</summary>
+    [Range(1024, long.MaxValue)]
+    public long MaxTrainBytes { get; set; } = 2L << 30;
+
+    /// <summary>Extract calls in flight at once while a head trains (lets the backbone fill its batches).</summary>
+    [Range(1, 256)]
+    public int ExtractConcurrency { get; set; } = 16;
+
+    /// <summary>PredictStream items processed at once; replies still leave in request order.</summary>
+    [Range(1, 256)]
+    public int PredictStreamConcurrency { get; set; } = 8;
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        foreach (var (name, value) in new[] { (nameof(BackboneAddress), BackboneAddress), (nameof(HeadsAddress), HeadsAddress) })
+        {
+            if (!DownstreamAddress.TryParse(value, "check", out _, out var error))
+            {
+                yield return new ValidationResult($"{Section}:{name}: {error}", [name]);
+            }
+        }
+    }
+}

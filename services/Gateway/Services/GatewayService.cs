@@ -1,0 +1,87 @@
+using Graft.V1;
+using Grpc.Core;
+
+namespace Graft.Gateway.Services;
+
+/// <summary>The public API. Thin: checks the request, routes it to the backbone and the heads, shapes the reply.</summary>
+public sealed class GatewayService(
+    Predictor predictor, HeadTrainer trainer, BackboneDownstream backbone, HeadsDownstream heads) : V1.Gateway.GatewayBase
+{
+    public override Task<PredictReply> Predict(PredictRequest request, ServerCallContext context)
+        => predictor.PredictAsync(request, context.CancellationToken);
+
+    public override Task PredictStream(IAsyncStreamReader<PredictStreamRequest> requestStream, IServerStreamWriter<PredictStreamReply> responseStream, ServerCallContext context)
+        => predictor.PredictStreamAsync(requestStream, responseStream, context.CancellationToken);
+
+    public override Task TrainHead(IAsyncStreamReader<TrainHeadRequest> requestStream, IServerStreamWriter<TrainProgress> responseStream, ServerCallContext context)
+        => trainer.TrainAsync(requestStream, responseStream, context.CancellationToken);
+
+    public override async Task<ListHeadsReply> ListHeads(ListHeadsRequest request, ServerCallContext context)
+    {
+        var fingerprint = string.IsNullOrEmpty(request.BackboneFingerprint)
+            ? await backbone.CurrentFingerprintAsync(context.CancellationToken) ?? ""
+            : request.BackboneFingerprint;
+        return await heads.ListAsync(new ListHeadsRequest { BackboneFingerprint = fingerprint }, context.CancellationToken);
+    }
+
+    public override async Task<HeadInfo> GetHead(GetHeadRequest request, ServerCallContext context)
+    {
+        RequireName(request.Name);
+        var fingerprint = string.IsNullOrEmpty(request.BackboneFingerprint)
+            ? await backbone.CurrentFingerprintAsync(context.CancellationToken) ?? ""
+            : request.BackboneFingerprint;
+        try
+        {
+            return await heads.GetAsync(new GetHeadRequest { Name = request.Name, BackboneFingerprint = fingerprint }, context.CancellationToken);
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
+        {
+            throw await heads.WithKnownHeadsAsync(e, context.CancellationToken);
+        }
+    }
+
+    public override async Task<DeleteHeadReply> DeleteHead(DeleteHeadRequest request, ServerCallContext context)
+    {
+        RequireName(request.Name);
+        try
+        {
+            return await heads.DeleteAsync(request, context.CancellationToken);
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
+        {
+            throw await heads.WithKnownHeadsAsync(e, context.CancellationToken);
+        }
+    }
+
+    public override async Task<HeadInfo> ActivateHead(ActivateVersionRequest request, ServerCallContext context)
+    {
+        RequireName(request.Name);
+        if (request.Version <= 0)
+        {
+            throw new RpcException(new Status(StatusCode.InvalidArgument, $"version must be a positive version number of head '{request.Name}' (got {request.Version})."));
+        }
+        try
+        {
+            return await heads.ActivateAsync(request, context.CancellationToken);
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
+        {
+            throw await heads.WithKnownHeadsAsync(e, context.CancellationToken);
+        }
+    }
+
+    public override async Task<DescribeReply> Describe(DescribeRequest request, ServerCallContext context)
+    {
+        var info = await backbone.DescribeAsync(context.CancellationToken);
+        var list = await heads.ListAsync(new ListHeadsRequest { BackboneFingerprint = info.Fingerprint }, context.CancellationToken);
+        return new DescribeReply { Backbone = info, Heads = { list.Heads } };
+    }
+
+    private static void RequireName(string name)
+    {
+        if (string.IsNullOrWhiteSpace(name))
+        {
+            throw new RpcException(new Status(StatusCode.InvalidArgument, "name is required: the name of a head (see ListHeads)."));
+        }
+    }
+}

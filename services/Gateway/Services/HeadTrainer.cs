@@ -1,0 +1,226 @@
+using System.Diagnostics;
+using Graft.V1;
+using Grpc.Core;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace Graft.Gateway.Services;
+
+/// <summary>TrainHead: buffers the labelled images (the total is known only when the client stream ends), turns them
+/// into features through the backbone in concurrent batches, then streams spec + rows to HeadService and relays its progress.</summary>
+public sealed partial class HeadTrainer(
+    BackboneDownstream backbone, HeadsDownstream heads, IOptions<GatewayOptions> options, ILogger<HeadTrainer> logger)
+{
+    private const int RowsPerMessage = 256;
+
+    public async Task TrainAsync(IAsyncStreamReader<TrainHeadRequest> requests, IServerStreamWriter<TrainProgress> progress, CancellationToken cancellationToken)
+    {
+        var clock = Stopwatch.StartNew();
+        var (spec, examples) = await ReadAsync(requests, cancellationToken);
+        LogTrainingStarted(logger, spec.Name, spec.Kind, examples.Count);
+
+        var rows = await ExtractAsync(spec, examples, progress, clock, cancellationToken);
+        var published = await TrainOnHeadsAsync(spec, rows, progress, clock, cancellationToken);
+        LogTrainingPublished(logger, published.Name, published.Version, clock.Elapsed.TotalSeconds);
+    }
+
+    private async Task<(HeadSpec Spec, List<LabelledImage> Examples)> ReadAsync(IAsyncStreamReader<TrainHeadRequest> requests, CancellationToken cancellationToken)
+    {
+        var o = options.Value;
+        if (!await requests.MoveNext(cancellationToken))
+        {
+            throw Invalid("the stream was empty: send a HeadSpec first, then the labelled examples.");
+        }
+        if (requests.Current.ItemCase != TrainHeadRequest.ItemOneofCase.Spec)
+        {
+            throw Invalid("the first TrainHead message must be the spec (name, kind, hyperparameters); the examples follow it.");
+        }
+        var spec = requests.Current.Spec.Clone();
+        if (string.IsNullOrWhiteSpace(spec.Name))
+        {
+            throw Invalid("spec.name is required (e.g. \"length-cm\").");
+        }
+        if (spec.Kind == HeadKind.Unspecified)
+        {
+            throw Invalid("spec.kind is required: HEAD_KIND_REGRESSOR or HEAD_KIND_CLASSIFIER.");
+        }
+
+        var examples = new List<LabelledImage>();
+        long bytes = 0;
+        while (await requests.MoveNext(cancellationToken))
+        {
+            var item = requests.Current;
+            var number = examples.Count + 1;
+            if (item.ItemCase != TrainHeadRequest.ItemOneofCase.Example)
+            {
+                throw Invalid($"message {number + 1} is a second spec; only the first message may be the spec.");
+            }
+            var example = item.Example;
+            CheckExample(spec.Kind, example, number);
+            bytes += example.Image.Length;
+            if (examples.Count + 1 > o.MaxTrainExamples || bytes > o.MaxTrainBytes)
+            {
+                throw new RpcException(new Status(StatusCode.ResourceExhausted,
+                    $"too many examples for one TrainHead call: the gateway accepts at most {o.MaxTrainExamples} images and {o.MaxTrainBytes} bytes " +
+                    "(Graft:Gateway:MaxTrainExamples / MaxTrainBytes). Train on fewer images, or train from features through HeadService."));
+            }
+            examples.Add(example);
+        }
+        if (examples.Count == 0)
+        {
+            throw Invalid("no examples followed the spec: send at least one labelled image.");
+        }
+        return (spec, examples);
+    }
+
+    private static void CheckExample(HeadKind kind, LabelledImage example, int number)
+    {
+        if (example.Image.IsEmpty)
+        {
+            throw Invalid($"example {number} has no image bytes.");
+        }
+        switch (kind)
+        {
+            case HeadKind.Regressor when example.TargetCase != LabelledImage.TargetOneofCase.Value:
+                throw Invalid($"example {number}: a regressor needs a numeric target ('value'), not {Describe(example.TargetCase)}.");
+            case HeadKind.Regressor when !double.IsFinite(example.Value):
+                throw Invalid($"example {number}: the target value must be a finite number (got {example.Value}).");
+            case HeadKind.Classifier when example.TargetCase != LabelledImage.TargetOneofCase.Label:
+                throw Invalid($"example {number}: a classifier needs a string 'label', not {Describe(example.TargetCase)}.");
+            case HeadKind.Classifier when string.IsNullOrWhiteSpace(example.Label):
+                throw Invalid($"example {number}: the label is empty.");
+        }
+
+        static string Describe(LabelledImage.TargetOneofCase c) => c switch
+        {
+            LabelledImage.TargetOneofCase.None => "no target",
+            LabelledImage.TargetOneofCase.Value => "a numeric value",
+            _ => "a label",
+        };
+    }
+
+    private async Task<List<FeatureRow>> ExtractAsync(
+        HeadSpec spec, List<LabelledImage> examples, IServerStreamWriter<TrainProgress> progress, Stopwatch clock, CancellationToken cancellationToken)
+    {
+        var batch = options.Value.ExtractConcurrency;
+        var rows = new List<FeatureRow>(examples.Count);
+        string? fingerprint = null;
+        await progress.WriteAsync(Extracting(0, examples.Count, clock), cancellationToken);
+
+        for (var start = 0; start < examples.Count; start += batch)
+        {
+            var count = Math.Min(batch, examples.Count - start);
+            // Concurrent Extract calls let the backbone batch them; its cache makes a repeated image free.
+            var replies = await Task.WhenAll(Enumerable.Range(start, count).Select(i => ExtractOneAsync(examples[i], i + 1, cancellationToken)));
+            for (var k = 0; k < count; k++)
+            {
+                var reply = replies[k];
+                fingerprint ??= reply.Fingerprint;
+                if (reply.Fingerprint != fingerprint)
+                {
+                    throw new RpcException(new Status(StatusCode.Aborted,
+                        "the backbone changed while the images were being extracted (two fingerprints seen); send the examples again."));
+                }
+                var example = examples[start + k];
+                var row = new FeatureRow { Features = { reply.Features } };
+                if (example.TargetCase == LabelledImage.TargetOneofCase.Value)
+                {
+                    row.Value = example.Value;
+                }
+                else
+                {
+                    row.Label = example.Label;
+                }
+                rows.Add(row);
+            }
+            await progress.WriteAsync(Extracting(start + count, examples.Count, clock), cancellationToken);
+        }
+
+        if (!string.IsNullOrEmpty(spec.BackboneFingerprint) && spec.BackboneFingerprint != fingerprint)
+        {
+            throw new RpcException(new Status(StatusCode.FailedPrecondition,
+                $"spec.backbone_fingerprint is '{spec.BackboneFingerprint}' but the backbone in use is '{fingerprint}'; leave it empty to use the current backbone."));
+        }
+        spec.BackboneFingerprint = fingerprint!;
+        return rows;
+    }
+
+    private async Task<ExtractReply> ExtractOneAsync(LabelledImage example, int number, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await backbone.ExtractAsync(example.Image, cancellationToken);
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.InvalidArgument)
+        {
+            throw Invalid($"example {number}: {e.Status.Detail}");
+        }
+    }
+
+    private async Task<HeadVersionInfo> TrainOnHeadsAsync(
+        HeadSpec spec, List<FeatureRow> rows, IServerStreamWriter<TrainProgress> progress, Stopwatch clock, CancellationToken cancellationToken)
+    {
+        var invoker = heads.Invoker;
+        var started = Stopwatch.GetTimestamp();
+        using var call = heads.StartTrain(cancellationToken);
+        Exception? writeFailure = null;
+        try
+        {
+            await call.RequestStream.WriteAsync(new TrainHeadRowsRequest { Spec = spec }, cancellationToken);
+            foreach (var chunk in rows.Chunk(RowsPerMessage))
+            {
+                await call.RequestStream.WriteAsync(new TrainHeadRowsRequest { Rows = new FeatureRows { Rows = { chunk } } }, cancellationToken);
+            }
+            await call.RequestStream.CompleteAsync();
+        }
+        catch (Exception e) when (e is RpcException or InvalidOperationException)
+        {
+            // HeadService ended the call early (a bad spec, say); its status, read below, says why.
+            writeFailure = e;
+        }
+
+        HeadVersionInfo? published = null;
+        try
+        {
+            await foreach (var step in call.ResponseStream.ReadAllAsync(cancellationToken))
+            {
+                step.ElapsedSeconds = clock.Elapsed.TotalSeconds;
+                if (step.Phase == TrainPhase.Published)
+                {
+                    published = step.Published;
+                }
+                await progress.WriteAsync(step, cancellationToken);
+            }
+        }
+        catch (RpcException e)
+        {
+            invoker.Record("Train", e.StatusCode, Stopwatch.GetElapsedTime(started));
+            throw invoker.Translate(e);
+        }
+        invoker.Record("Train", StatusCode.OK, Stopwatch.GetElapsedTime(started));
+
+        if (published is null)
+        {
+            throw writeFailure is null
+                ? new RpcException(new Status(StatusCode.Aborted, "HeadService ended the training stream without publishing a version; try again."))
+                : new RpcException(new Status(StatusCode.Unavailable, $"the training rows could not be sent to HeadService ({writeFailure.Message}); try again."));
+        }
+        return published;
+    }
+
+    private static TrainProgress Extracting(int done, int total, Stopwatch clock) => new()
+    {
+        Phase = TrainPhase.Extracting,
+        ImagesDone = done,
+        ImagesTotal = total,
+        ElapsedSeconds = clock.Elapsed.TotalSeconds,
+    };
+
+    private static RpcException Invalid(string message) => new(new Status(StatusCode.InvalidArgument, message));
+
+    [LoggerMessage(EventId = 4001, Level = LogLevel.Information, Message = "Training head {Name} ({Kind}) from {Count} images")]
+    private static partial void LogTrainingStarted(ILogger logger, string name, HeadKind kind, int count);
+
+    [LoggerMessage(EventId = 4002, Level = LogLevel.Information, Message = "Head {Name} v{Version} published after {Seconds:0.0} s")]
+    private static partial void LogTrainingPublished(ILogger logger, string name, int version, double seconds);
+}

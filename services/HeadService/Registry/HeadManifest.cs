@@ -1,0 +1,113 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Graft.Heads.Registry;
+
+/// <summary>The contents of <c>head.json</c>: everything needed to rebuild, check and describe one head version.</summary>
+public sealed record HeadManifest
+{
+    public const int CurrentFormat = 1;
+    public const string FileName = "head.json";
+    public const string WeightsFileName = "weights.safetensors";
+
+    public int Format { get; init; } = CurrentFormat;
+    public required string Name { get; init; }
+    public int Version { get; init; }
+    /// <summary>"regressor" or "classifier".</summary>
+    public required string Kind { get; init; }
+    public IReadOnlyList<string> Labels { get; init; } = [];
+    public int InputDimension { get; init; }
+    public required string BackboneFingerprint { get; init; }
+    public IReadOnlyList<int> HiddenSizes { get; init; } = [];
+    public double Dropout { get; init; }
+    /// <summary>Feature standardisation fitted on the training rows: x' = (x - mean) / std.</summary>
+    public required float[] FeatureMean { get; init; }
+    public required float[] FeatureStd { get; init; }
+    /// <summary>Regressor target standardisation; outputs are mapped back with y = y' * std + mean.</summary>
+    public double TargetMean { get; init; }
+    public double TargetStd { get; init; } = 1;
+    public required HeadHyperparameters Hyperparameters { get; init; }
+    public string Description { get; init; } = "";
+    public required HeadMetricsRecord Metrics { get; init; }
+    public DateTimeOffset Created { get; init; }
+    public string WeightsFile { get; init; } = WeightsFileName;
+    /// <summary>Lower-case hex SHA-256 of the weights file, checked at every load to catch truncation or corruption.</summary>
+    public required string WeightsSha256 { get; init; }
+    public long WeightsBytes { get; init; }
+    public long ParameterCount { get; init; }
+
+    private static readonly JsonSerializerOptions Json = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        DefaultIgnoreCondition = JsonIgnoreCondition.Never,
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
+
+    public byte[] ToJsonBytes() => JsonSerializer.SerializeToUtf8Bytes(this, Json);
+
+    /// <summary>Parses and sanity-checks a manifest; throws <see cref="InvalidDataException"/> when it is unusable.</summary>
+    public static HeadManifest Parse(byte[] json)
+    {
+        HeadManifest? m;
+        try
+        {
+            m = JsonSerializer.Deserialize<HeadManifest>(json, Json);
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{FileName} is not valid JSON: {e.Message}", e);
+        }
+        if (m is null)
+        {
+            throw new InvalidDataException($"{FileName} is empty.");
+        }
+        if (m.Format != CurrentFormat)
+        {
+            throw new InvalidDataException($"{FileName} has format {m.Format}; this service reads format {CurrentFormat}.");
+        }
+        if (m.Kind is not ("regressor" or "classifier"))
+        {
+            throw new InvalidDataException($"{FileName} has unknown kind '{m.Kind}'.");
+        }
+        if (m.InputDimension <= 0 || m.FeatureMean.Length != m.InputDimension || m.FeatureStd.Length != m.InputDimension)
+        {
+            throw new InvalidDataException($"{FileName} has inconsistent input dimension / normalisation lengths.");
+        }
+        if (m.Kind == "classifier" && m.Labels.Count < 2)
+        {
+            throw new InvalidDataException($"{FileName} describes a classifier with fewer than two labels.");
+        }
+        if (m.WeightsSha256.Length != 64 || m.WeightsFile.Contains('/') || m.WeightsFile.Contains(".."))
+        {
+            throw new InvalidDataException($"{FileName} has an invalid weights reference.");
+        }
+        return m;
+    }
+}
+
+/// <summary>The training settings a version was made with (defaults resolved).</summary>
+public sealed record HeadHyperparameters(
+    int Epochs, double LearningRate, int BatchSize, double WeightDecay,
+    double ValidationFraction, int Patience, long Seed, double Dropout, IReadOnlyList<int> HiddenSizes, bool HiddenSpecified);
+
+/// <summary>Validation metrics stored with a version (mirrors <c>graft.v1.HeadMetrics</c>).</summary>
+public sealed record HeadMetricsRecord
+{
+    public int TrainRows { get; init; }
+    public int ValidationRows { get; init; }
+    public int EpochsRun { get; init; }
+    public double TrainingSeconds { get; init; }
+    public double FinalTrainLoss { get; init; }
+    public double ValidationLoss { get; init; }
+    public double Mae { get; init; }
+    public double Rmse { get; init; }
+    public double R2 { get; init; }
+    public double BaselineMae { get; init; }
+    public double Accuracy { get; init; }
+    public double BaselineAccuracy { get; init; }
+    public IReadOnlyList<ClassMetricsRecord> PerClass { get; init; } = [];
+    public IReadOnlyList<int> ConfusionMatrix { get; init; } = [];
+}
+
+public sealed record ClassMetricsRecord(string Label, double Precision, double Recall, int Support);

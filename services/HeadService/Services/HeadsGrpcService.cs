@@ -1,0 +1,146 @@
+using System.Threading.Channels;
+using Graft.Heads.Registry;
+using Graft.Heads.Serving;
+using Graft.Heads.Training;
+using Graft.V1;
+using Grpc.Core;
+using Microsoft.Extensions.Options;
+
+namespace Graft.Heads.Services;
+
+/// <summary>The <c>graft.v1.Heads</c> service: translates between the wire and the training, registry and serving
+/// classes, and turns every refusal into its precise status.</summary>
+public sealed class HeadsGrpcService(
+    TrainingCoordinator coordinator, TrainingScheduler scheduler, HeadRegistry registry, HeadPredictor predictor,
+    IOptions<HeadOptions> options) : V1.Heads.HeadsBase
+{
+    /// <summary>Spec first, then rows; progress streams back. A second Train for a name already training gets ABORTED.</summary>
+    public override async Task Train(IAsyncStreamReader<TrainHeadRowsRequest> requestStream, IServerStreamWriter<TrainProgress> responseStream, ServerCallContext context)
+    {
+        var ct = context.CancellationToken;
+        await Guard(async () =>
+        {
+            if (!await requestStream.MoveNext(ct) || requestStream.Current.ItemCase != TrainHeadRowsRequest.ItemOneofCase.Spec)
+            {
+                throw HeadException.Invalid("The first Train message must be a HeadSpec (`spec`); feature rows follow it.");
+            }
+            var settings = TrainingSettings.FromSpec(requestStream.Current.Spec, options.Value);
+            using var claim = scheduler.ClaimName(settings.Name);
+
+            var builder = new TrainingSetBuilder(settings, options.Value);
+            while (await requestStream.MoveNext(ct))
+            {
+                var message = requestStream.Current;
+                if (message.ItemCase != TrainHeadRowsRequest.ItemOneofCase.Rows)
+                {
+                    throw HeadException.Invalid($"Only one spec may be sent, first; a second one arrived after {builder.Rows} rows.");
+                }
+                foreach (var row in message.Rows.Rows)
+                {
+                    builder.Add(row);
+                }
+            }
+            var data = builder.Build();
+
+            // The training thread must never wait on the network, so progress goes through an unbounded channel.
+            var progress = Channel.CreateUnbounded<TrainProgress>(new UnboundedChannelOptions { SingleReader = true });
+            var job = coordinator.RunAsync(settings, data, e => progress.Writer.TryWrite(ToProgress(e)), ct);
+            _ = job.ContinueWith(_ => progress.Writer.TryComplete(), TaskScheduler.Default);
+            await foreach (var update in progress.Reader.ReadAllAsync(ct))
+            {
+                await responseStream.WriteAsync(update, ct);
+            }
+            var manifest = await job;
+            await responseStream.WriteAsync(new TrainProgress
+            {
+                Phase = TrainPhase.Published,
+                Epoch = manifest.Metrics.EpochsRun,
+                EpochsTotal = manifest.Hyperparameters.Epochs,
+                TrainLoss = manifest.Metrics.FinalTrainLoss,
+                ElapsedSeconds = manifest.Metrics.TrainingSeconds,
+                Published = ProtoMapping.ToVersionInfo(manifest),
+            }, ct);
+            return true;
+        });
+    }
+
+    public override Task<HeadPredictReply> Predict(HeadPredictRequest request, ServerCallContext context)
+        => Guard(() => Task.FromResult(predictor.Predict(request)));
+
+    public override Task<ListHeadsReply> ListHeads(ListHeadsRequest request, ServerCallContext context)
+        => Guard(() =>
+        {
+            var reply = new ListHeadsReply();
+            foreach (var head in registry.Current.Heads.Values.OrderBy(h => h.Name, StringComparer.Ordinal))
+            {
+                reply.Heads.Add(ProtoMapping.ToHeadInfo(head, predictor.ServingVersion(head), request.BackboneFingerprint));
+            }
+            return Task.FromResult(reply);
+        });
+
+    public override Task<HeadInfo> GetHead(GetHeadRequest request, ServerCallContext context)
+        => Guard(() =>
+        {
+            var head = registry.RequireHead(request.Name);
+            return Task.FromResult(ProtoMapping.ToHeadInfo(head, predictor.ServingVersion(head), request.BackboneFingerprint));
+        });
+
+    public override Task<DeleteHeadReply> DeleteHead(DeleteHeadRequest request, ServerCallContext context)
+        => Guard(() =>
+        {
+            if (request.Version < 0)
+            {
+                throw HeadException.Invalid($"version is {request.Version}; use 0 for the whole head or a positive version number.");
+            }
+            var reply = new DeleteHeadReply();
+            reply.DeletedVersions.AddRange(registry.Delete(request.Name, request.Version));
+            return Task.FromResult(reply);
+        });
+
+    public override Task<HeadInfo> ActivateVersion(ActivateVersionRequest request, ServerCallContext context)
+        => Guard(() =>
+        {
+            if (request.Version <= 0)
+            {
+                throw HeadException.Invalid($"version is {request.Version}; name an existing version (1 or more).");
+            }
+            var head = registry.Activate(request.Name, request.Version);
+            return Task.FromResult(ProtoMapping.ToHeadInfo(head, predictor.ServingVersion(head), ""));
+        });
+
+    private static TrainProgress ToProgress(JobEvent e) => e switch
+    {
+        JobEvent.Queued q => new TrainProgress { Phase = TrainPhase.Queued, QueuePosition = q.JobsAhead },
+        JobEvent.Epoch { Report: var r } => new TrainProgress
+        {
+            Phase = TrainPhase.Training,
+            Epoch = r.Epoch,
+            EpochsTotal = r.EpochsTotal,
+            TrainLoss = r.TrainLoss,
+            ValidationMetricName = r.MetricName,
+            ValidationMetric = r.Metric,
+            ElapsedSeconds = r.ElapsedSeconds,
+        },
+        _ => throw new ArgumentOutOfRangeException(nameof(e)),
+    };
+
+    private static async Task<T> Guard<T>(Func<Task<T>> call)
+    {
+        try
+        {
+            return await call();
+        }
+        catch (HeadException e)
+        {
+            throw new RpcException(new Status(e.Kind switch
+            {
+                HeadErrorKind.InvalidArgument => StatusCode.InvalidArgument,
+                HeadErrorKind.NotFound => StatusCode.NotFound,
+                HeadErrorKind.FailedPrecondition => StatusCode.FailedPrecondition,
+                HeadErrorKind.Aborted => StatusCode.Aborted,
+                HeadErrorKind.ResourceExhausted => StatusCode.ResourceExhausted,
+                _ => StatusCode.Unknown,
+            }, e.Message));
+        }
+    }
+}

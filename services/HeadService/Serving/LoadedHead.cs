@@ -1,0 +1,110 @@
+using Graft.Heads.Registry;
+using Graft.Heads.Training;
+using Graft.V1;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Graft.Heads.Serving;
+
+/// <summary>One head version in memory, ready to run. Owned by <see cref="HeadCache"/>, which disposes it on eviction;
+/// a run that races an eviction gets false and reloads.</summary>
+public sealed class LoadedHead : IDisposable
+{
+    private readonly HeadNetwork _network;
+    private readonly Device _device;
+    private readonly Lock _gate = new();
+    private bool _disposed;
+
+    public LoadedHead(HeadManifest manifest, IReadOnlyList<NamedTensor> weights, Device device)
+    {
+        Manifest = manifest;
+        _device = device;
+        var outputs = manifest.Kind == "regressor" ? 1 : manifest.Labels.Count;
+        _network = new HeadNetwork(manifest.InputDimension, manifest.HiddenSizes, outputs, manifest.Dropout);
+        try
+        {
+            var byName = weights.ToDictionary(w => w.Name, StringComparer.Ordinal);
+            using var noGrad = no_grad();
+            foreach (var (name, parameter) in _network.named_parameters())
+            {
+                if (!byName.TryGetValue(name, out var stored) || !stored.Shape.SequenceEqual(parameter.shape))
+                {
+                    throw new InvalidDataException($"weights file lacks tensor '{name}' of shape [{string.Join(',', parameter.shape)}] that head.json's architecture needs.");
+                }
+                using var source = tensor(stored.Data, stored.Shape);
+                parameter.copy_(source);
+            }
+            if (byName.Count != _network.named_parameters().Count())
+            {
+                throw new InvalidDataException("weights file holds tensors head.json's architecture does not have.");
+            }
+            _network.to(device);
+            _network.eval();
+        }
+        catch
+        {
+            _network.Dispose();
+            throw;
+        }
+        SizeBytes = manifest.ParameterCount * sizeof(float) + manifest.InputDimension * 2L * sizeof(float);
+    }
+
+    public HeadManifest Manifest { get; }
+
+    /// <summary>Approximate memory held: parameters plus normalisation vectors.</summary>
+    public long SizeBytes { get; }
+
+    /// <summary>Runs the head on one feature vector. False when the head was disposed meanwhile.</summary>
+    public bool TryRun(ReadOnlySpan<float> features, int topK, out HeadOutput output)
+    {
+        var m = Manifest;
+        var normalised = new float[features.Length];
+        for (var j = 0; j < normalised.Length; j++)
+        {
+            normalised[j] = (features[j] - m.FeatureMean[j]) / m.FeatureStd[j];
+        }
+        output = new HeadOutput { Head = m.Name, Version = m.Version, Kind = m.Kind == "regressor" ? HeadKind.Regressor : HeadKind.Classifier };
+        float[] values;
+        lock (_gate)
+        {
+            if (_disposed)
+            {
+                return false;
+            }
+            using var noGrad = no_grad();
+            using var scope = NewDisposeScope();
+            var x = tensor(normalised, [1, normalised.Length]).to(_device);
+            var y = _network.call(x);
+            if (output.Kind == HeadKind.Classifier)
+            {
+                y = nn.functional.softmax(y, 1);
+            }
+            values = y.cpu().data<float>().ToArray();
+        }
+        if (output.Kind == HeadKind.Regressor)
+        {
+            output.Value = values[0] * m.TargetStd + m.TargetMean;
+        }
+        else
+        {
+            foreach (var i in Enumerable.Range(0, values.Length).OrderByDescending(i => values[i]).ThenBy(i => i).Take(topK))
+            {
+                output.Top.Add(new LabelScore { Label = m.Labels[i], Probability = values[i] });
+            }
+        }
+        return true;
+    }
+
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+            _disposed = true;
+            _network.Dispose();
+        }
+    }
+}

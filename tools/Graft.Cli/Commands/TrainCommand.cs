@@ -1,0 +1,86 @@
+using System.CommandLine;
+using System.Globalization;
+using Graft.Cli.Data;
+using Graft.Cli.Output;
+using Graft.V1;
+using Spectre.Console;
+
+namespace Graft.Cli.Commands;
+
+/// <summary><c>graft train &lt;head&gt; --kind --data ...</c>: trains and publishes a new version of a head.</summary>
+public static class TrainCommand
+{
+    public static Command Create()
+    {
+        Argument<string> head = new("head") { Description = "Head name: lower-case letters, digits, '.', '_' or '-' (e.g. length, category)." };
+        Option<string?> kind = new("--kind", "-k") { Description = "regressor or classifier (default: classifier for a folder, regressor for a CSV)." };
+        kind.AcceptOnlyFromAmong("regressor", "classifier");
+        Option<string> data = new("--data", "-d")
+        {
+            Description = "Classifier: a folder with one sub-folder of images per class. Regressor: a CSV of path,target (paths relative to the CSV).",
+            Required = true,
+        };
+        Option<int?> epochs = new("--epochs") { Description = "Training epochs (server default 30)." };
+        Option<double?> lr = new("--lr") { Description = "Adam learning rate (server default 0.001)." };
+        Option<string?> hidden = new("--hidden") { Description = "Hidden layer sizes, comma-separated (e.g. 256 or 512,128); 'none' for a linear probe (server default 256)." };
+        Option<double?> val = new("--val") { Description = "Fraction of images held out for validation metrics (server default 0.2)." };
+        Option<int?> batch = new("--batch") { Description = "Mini-batch size (server default 32)." };
+        Option<long?> seed = new("--seed") { Description = "Seed for split, initialisation and shuffling (server default 42)." };
+        Option<int?> patience = new("--patience") { Description = "Stop after this many epochs without a better validation loss (default 0: off)." };
+        Option<double?> weightDecay = new("--weight-decay") { Description = "L2 weight decay (server default 0.0001)." };
+        Option<double?> dropout = new("--dropout") { Description = "Classifier dropout (server default 0.2)." };
+        Option<string?> description = new("--description") { Description = "Free text stored with the version." };
+
+        var command = new Command("train", "Train a head on labelled images and publish it as a new version.")
+        {
+            head, kind, data, epochs, lr, hidden, val, batch, seed, patience, weightDecay, dropout, description,
+        };
+        command.SetRun(async (parse, ct) =>
+        {
+            var dataPath = parse.GetValue(data)!;
+            var headKind = parse.GetValue(kind) switch
+            {
+                "regressor" => HeadKind.Regressor,
+                "classifier" => HeadKind.Classifier,
+                _ => Directory.Exists(dataPath) ? HeadKind.Classifier : HeadKind.Regressor,
+            };
+            var examples = headKind == HeadKind.Classifier ? TrainingData.ReadClassFolders(dataPath) : TrainingData.ReadCsv(dataPath);
+            var spec = new HeadSpec { Name = parse.GetValue(head)!, Kind = headKind, Description = parse.GetValue(description) ?? "" };
+            if (parse.GetValue(epochs) is { } e) spec.Epochs = e;
+            if (parse.GetValue(lr) is { } l) spec.LearningRate = l;
+            if (parse.GetValue(hidden) is { } h) spec.Hidden = ParseHidden(h);
+            if (parse.GetValue(val) is { } v) spec.ValidationFraction = v;
+            if (parse.GetValue(batch) is { } b) spec.BatchSize = b;
+            if (parse.GetValue(seed) is { } s) spec.Seed = s;
+            if (parse.GetValue(patience) is { } p) spec.Patience = p;
+            if (parse.GetValue(weightDecay) is { } w) spec.WeightDecay = w;
+            if (parse.GetValue(dropout) is { } d) spec.Dropout = d;
+
+            using var session = GlobalOptions.Connect(parse);
+            var summary = headKind == HeadKind.Classifier
+                ? $"{examples.Count} images in {examples.Select(x => x.Label).Distinct().Count()} classes"
+                : $"{examples.Count} images with targets";
+            AnsiConsole.MarkupLine($"Training [bold]{Markup.Escape(spec.Name)}[/] ({Format.Kind(headKind)}) on {summary} via {session.Display}");
+            var result = await TrainView.RunAsync(session, spec, examples, ct);
+            AnsiConsole.Write(TrainView.Metrics(result.Published));
+            AnsiConsole.MarkupLine($"Published [bold green]{Markup.Escape(result.Published.Name)} v{result.Published.Version}[/] in {Format.Seconds(result.Total)} " +
+                                   $"(feature extraction {Format.Seconds(result.Extraction)}).");
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    /// <summary>"256" or "512,128" → sizes; "none" or "" → a linear probe (present but empty).</summary>
+    public static HiddenLayers ParseHidden(string text)
+    {
+        var layers = new HiddenLayers();
+        if (text.Trim() is "" or "none" or "0") return layers;
+        foreach (var part in text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+        {
+            layers.Sizes.Add(int.TryParse(part, NumberStyles.None, CultureInfo.InvariantCulture, out var size) && size > 0
+                ? size
+                : throw new CliException($"--hidden \"{text}\": expected positive sizes separated by commas (e.g. 256 or 512,128), or 'none'.", ExitCodes.Usage));
+        }
+        return layers;
+    }
+}

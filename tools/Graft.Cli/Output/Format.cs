@@ -1,0 +1,28 @@
+using System.Globalization;
+using Graft.V1;
+
+namespace Graft.Cli.Output;
+
+/// <summary>Invariant-culture formatting shared by every table.</summary>
+public static class Format
+{
+    public static string Number(double value) => value.ToString("0.###", CultureInfo.InvariantCulture);
+
+    public static string Percent(double fraction) => (fraction * 100).ToString("0.0", CultureInfo.InvariantCulture) + "%";
+
+    public static string Seconds(TimeSpan span) => span.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture) + " s";
+
+    public static string Kind(HeadKind kind) => kind switch
+    {
+        HeadKind.Regressor => "regressor",
+        HeadKind.Classifier => "classifier",
+        _ => "unknown",
+    };
+
+    /// <summary>A fingerprint shortened for tables; the full value is in `heads show` and `backbone describe`.</summary>
+    public static string Short(string fingerprint) => fingerprint.Length > 12 ? fingerprint[..12] : fingerprint;
+
+    public static string Output(HeadOutput o) => o.Kind == HeadKind.Regressor || o.Top.Count == 0
+        ? Number(o.Value)
+        : $"{o.Top[0].Label} ({Percent(o.Top[0].Probability)})";
+}
