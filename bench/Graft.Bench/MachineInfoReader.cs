@@ -47,7 +47,8 @@ public static class MachineInfoReader
         try
         {
             var line = File.ReadLines("/etc/os-release").FirstOrDefault(l => l.StartsWith("PRETTY_NAME=", StringComparison.Ordinal));
-            return line is null ? RuntimeInformation.OSDescription : $"{line.Split('=', 2)[1].Trim('"')} ({RuntimeInformation.OSDescription})";
+            var kernel = File.Exists("/proc/sys/kernel/osrelease") ? $", Linux {File.ReadAllText("/proc/sys/kernel/osrelease").Trim()}" : "";
+            return line is null ? RuntimeInformation.OSDescription : $"{line.Split('=', 2)[1].Trim('"')}{kernel}";
         }
         catch (IOException)
         {

@@ -2,7 +2,9 @@
 //   bench/run.sh                 the full run; writes bench/RESULTS.md and the plots
 //   bench/run.sh --quick         a smoke test with tiny counts; writes to bench/out/quick/
 //   bench/run.sh --no-services   only what needs no Graft service (raw ORT, ML.NET pipeline, CNN)
+//   bench/run.sh --render DIR    re-render RESULTS.md and the plots from DIR/results.json, measuring nothing
 using System.Text.Json;
+using System.Text.Json.Serialization;
 using Graft.Bench;
 using Graft.Bench.Report;
 
@@ -13,13 +15,24 @@ var benchDir = Path.Combine(repoRoot, "bench");
 var outDir = quick ? Path.Combine(benchDir, "out", "quick") : benchDir;
 Directory.CreateDirectory(outDir);
 
+var json = new JsonSerializerOptions { WriteIndented = true, PreferredObjectCreationHandling = JsonObjectCreationHandling.Populate };
+var renderIndex = Array.IndexOf(args, "--render");
+if (renderIndex >= 0)
+{
+    var dir = Path.GetFullPath(args[renderIndex + 1]);
+    var saved = JsonSerializer.Deserialize<Results>(File.ReadAllText(Path.Combine(dir, "results.json")), json)!;
+    File.WriteAllText(Path.Combine(dir, "RESULTS.md"), ResultsWriter.Render(saved, Plots.Write(saved, dir)));
+    Console.WriteLine($"re-rendered {Path.Combine(dir, "RESULTS.md")}");
+    return;
+}
+
 var runner = new Runner(quick ? BenchPlan.Quick : BenchPlan.Full, repoRoot, Path.Combine(benchDir, "out"), withServices,
     line => Console.WriteLine($"[{DateTime.Now:HH:mm:ss}] {line}"));
 var results = await runner.RunAsync();
 
 var plots = Plots.Write(results, outDir);
 File.WriteAllText(Path.Combine(outDir, "RESULTS.md"), ResultsWriter.Render(results, plots));
-File.WriteAllText(Path.Combine(outDir, "results.json"), JsonSerializer.Serialize(results, new JsonSerializerOptions { WriteIndented = true }));
+File.WriteAllText(Path.Combine(outDir, "results.json"), JsonSerializer.Serialize(results, json));
 Console.WriteLine($"wrote {Path.Combine(outDir, "RESULTS.md")} and {plots.Count} plots");
 foreach (var goal in ResultsWriter.Goals(results))
     Console.WriteLine($"  {(goal.Met switch { true => "met   ", false => "MISSED", null => "pending" })} {goal.Name}: {goal.Measured} (target {goal.Target})");

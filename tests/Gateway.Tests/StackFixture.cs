@@ -40,6 +40,7 @@ public sealed class StackFixture : IAsyncLifetime
             {
                 ["Graft__Gateway__BreakerBreakDuration"] = "00:00:02",
                 ["Graft__Gateway__BreakerMinimumThroughput"] = "4",
+                ["Graft__Gateway__BreakerSamplingDuration"] = "00:00:03",
                 ["Graft__Gateway__MaxReconnectBackoff"] = "00:00:01",
             },
         });

@@ -1,3 +1,4 @@
+using Xunit.Abstractions;
 using Google.Protobuf;
 using Graft.Testing;
 using Graft.V1;
@@ -6,7 +7,7 @@ using Grpc.Core;
 namespace Graft.Gateway.Tests;
 
 [Collection(StackCollection.Name)]
-public sealed class TrainingAndPredictionTests(StackFixture fixture)
+public sealed class TrainingAndPredictionTests(StackFixture fixture, ITestOutputHelper output)
 {
     private const string ExtractMethod = "/graft.v1.Backbone/Extract";
 
@@ -34,6 +35,8 @@ public sealed class TrainingAndPredictionTests(StackFixture fixture)
             Assert.True(phases.LastIndexOf(TrainPhase.Extracting) < phases.IndexOf(TrainPhase.Training), "extraction comes before the epochs");
 
             var final = progress[^1];
+            output.WriteLine($"{kind}: {fixture.Train.Count} images, {training.Count} epochs, published v{final.Published.Version} after {final.ElapsedSeconds:0.0} s; " +
+                $"mae {final.Published.Metrics.Mae:0.00} (baseline {final.Published.Metrics.BaselineMae:0.00}), accuracy {final.Published.Metrics.Accuracy:0.00} (baseline {final.Published.Metrics.BaselineAccuracy:0.00})");
             Assert.Equal(TrainPhase.Published, final.Phase);
             Assert.Equal(kind, final.Published.Kind);
             Assert.Equal(backbone.Backbone.Fingerprint, final.Published.BackboneFingerprint);
@@ -131,6 +134,7 @@ public sealed class TrainingAndPredictionTests(StackFixture fixture)
 
         var mae = answered.Select((r, i) => Math.Abs(r.Reply.Results.Single(o => o.Head == StackFixture.Regressor).Value - test[i].Length)).Average();
         var baseline = test.Average(s => Math.Abs(s.Length - mean));
+        output.WriteLine($"test split: accuracy {accuracy:0.00}, MAE {mae:0.0} cm vs baseline {baseline:0.0} cm over {test.Count} images");
         Assert.True(mae < baseline, $"test MAE {mae:0.0} cm should beat always predicting the training mean ({baseline:0.0} cm)");
 
         static PredictStreamRequest Item(string id, byte[] image) => new()

@@ -39,6 +39,8 @@ public static class ScratchCnn
         // At least 300 optimiser steps, at least 20 epochs: a tiny set gets enough updates to converge.
         var batchesPerEpoch = (train.Count + batch - 1) / batch;
         var epochs = Math.Max(20, (300 + batchesPerEpoch - 1) / batchesPerEpoch);
+        // The same thread budget HeadService trains with (cores − 1, at least 1), so the training times compare.
+        torch.set_num_threads(Math.Max(1, Environment.ProcessorCount - 1));
         torch.manual_seed(seed);
         using var net = new Net(FashionMnist.Classes.Length);
         using var optimizer = optim.Adam(net.parameters(), lr: 1e-3);

@@ -10,9 +10,26 @@ public static class Plots
     public const string HeadTraining = "head-training.png";
     public const string Curve = "accuracy-curve.png";
 
+    // SkiaSharp's NoDependencies natives have no fontconfig, so a font is registered by file; without one, text is blank.
+    private static readonly string[] FontFiles =
+    [
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+        "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+        "/usr/share/fonts/truetype/noto/NotoSans-Regular.ttf",
+    ];
+
+    private const string FontName = "Graft Bench Sans";
+
     /// <summary>Writes every plot the results have data for; returns the file names written.</summary>
     public static List<string> Write(Results r, string directory)
     {
+        var font = FontFiles.FirstOrDefault(File.Exists)
+            ?? throw new FileNotFoundException("No font for the plots. Install one with: sudo apt-get install fonts-dejavu-core");
+        Fonts.AddFontFile(FontName, font);
+        // Titles and axis labels are bold: without a bold face registered they would be blank.
+        var bold = font.Replace(".ttf", "-Bold.ttf", StringComparison.Ordinal).Replace("-Regular-Bold", "-Bold", StringComparison.Ordinal);
+        Fonts.AddFontFile(FontName, File.Exists(bold) ? bold : font, bold: true);
+        Fonts.Default = FontName;
         var written = new List<string>();
         if (WriteThroughput(r, Path.Combine(directory, Throughput))) written.Add(Throughput);
         if (WriteLatency(r, Path.Combine(directory, Latency))) written.Add(Latency);

@@ -186,7 +186,7 @@ public sealed class BackboneModel : IDisposable
             {
                 throw new InvalidOperationException(
                     $"Graft:Backbone:Device is 'cuda' but the CUDA execution provider cannot be loaded ({e.Message.Trim()}). " +
-                    "Install the CUDA 12 runtime and cuDNN 9 and expose a GPU, or set Graft:Backbone:Device to 'auto' or 'cpu'.", e);
+                    "Install the CUDA runtime, cuBLAS and cuDNN that ONNX Runtime 1.31 needs and expose a GPU, or set Graft:Backbone:Device to 'auto' or 'cpu'.", e);
             }
             Log.CudaFallback(logger, e.Message.Trim());
             return (NewOptions(), CpuProvider);

@@ -6,6 +6,9 @@ using Graft.Backbone.Services;
 using Grpc.Net.Client;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.AspNetCore.TestHost;
+using Microsoft.Extensions.DependencyInjection;
+using OpenTelemetry.Exporter;
 using Microsoft.Extensions.Logging;
 
 namespace Graft.Backbone.Tests.Infrastructure;
@@ -25,6 +28,9 @@ public sealed class BackboneFactory(IReadOnlyDictionary<string, string?>? settin
             builder.UseSetting(key, value);
         }
         builder.ConfigureLogging(logging => logging.AddProvider(Logs));
+        // Tests read counters right after acting; a cached scrape would show the previous values.
+        builder.ConfigureTestServices(services =>
+            services.Configure<PrometheusAspNetCoreOptions>(o => o.ScrapeResponseCacheDurationMilliseconds = 0));
     }
 
     /// <summary>A client over the in-process server, without client-side message limits (the server's apply).</summary>

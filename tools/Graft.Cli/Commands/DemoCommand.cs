@@ -47,12 +47,12 @@ public static class DemoCommand
             if (await TryDescribeAsync(gateway, token, ct) is { } running)
             {
                 backbone = running;
-                AnsiConsole.MarkupLine($"Using the Graft stack already running at {gateway}.");
+                AnsiConsole.MarkupLine($"Using the Graft stack already running at {gateway.GetLeftPart(UriPartial.Authority)}.");
                 timings.Add(("stack: already running", phase.Elapsed));
             }
             else
             {
-                AnsiConsole.MarkupLine($"No Gateway at {gateway}; starting a local stack (Backbone, Heads, Gateway)...");
+                AnsiConsole.MarkupLine($"No Gateway at {gateway.GetLeftPart(UriPartial.Authority)}; starting a local stack (Backbone, Heads, Gateway)...");
                 stack = await UpCommand.StartAsync(parse, ct);
                 gateway = stack.GatewayAddress;
                 token = stack.AdminToken;

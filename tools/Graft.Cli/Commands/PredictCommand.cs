@@ -49,7 +49,7 @@ public static class PredictCommand
         if (results.Any(r => r.Reply is null)) table.AddColumn("error");
         foreach (var r in results)
         {
-            var cells = new List<string> { Markup.Escape(r.Path) };
+            var cells = new List<string> { Markup.Escape(Format.Path(r.Path)) };
             foreach (var name in headNames)
             {
                 var output = r.Reply?.Results.FirstOrDefault(o => o.Head == name);

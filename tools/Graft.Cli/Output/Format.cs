@@ -20,7 +20,18 @@ public static class Format
     };
 
     /// <summary>A fingerprint shortened for tables; the full value is in `heads show` and `backbone describe`.</summary>
-    public static string Short(string fingerprint) => fingerprint.Length > 12 ? fingerprint[..12] : fingerprint;
+    public static string Short(string fingerprint)
+    {
+        var hash = fingerprint.IndexOf(':', StringComparison.Ordinal) + 1; // "resnet18:cb198da0c04966c5" keeps its name
+        return fingerprint.Length > hash + 8 ? fingerprint[..(hash + 8)] : fingerprint;
+    }
+
+    /// <summary>A path relative to the working folder when that is shorter, for tables.</summary>
+    public static string Path(string path)
+    {
+        var relative = System.IO.Path.GetRelativePath(Directory.GetCurrentDirectory(), path);
+        return relative.Length < path.Length ? relative : path;
+    }
 
     public static string Output(HeadOutput o) => o.Kind == HeadKind.Regressor || o.Top.Count == 0
         ? Number(o.Value)

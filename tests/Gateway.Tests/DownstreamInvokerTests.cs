@@ -1,0 +1,87 @@
+using Grpc.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+using Polly.Registry;
+
+namespace Graft.Gateway.Tests;
+
+/// <summary>The resilience rules of one downstream, driven by calls that fail the way a dead server makes them fail.</summary>
+public sealed class DownstreamInvokerTests
+{
+    [Fact]
+    public async Task An_idempotent_call_is_retried_on_unavailable_and_a_call_with_side_effects_is_not()
+    {
+        // Arrange
+        var invoker = CreateInvoker(new GatewayOptions { MaxRetries = 2, RetryBaseDelay = TimeSpan.Zero, BreakerMinimumThroughput = 100 });
+        var idempotentAttempts = 0;
+        var onceAttempts = 0;
+
+        // Act
+        var idempotent = await Assert.ThrowsAsync<RpcException>(() => invoker.IdempotentAsync("Extract", _ => { idempotentAttempts++; return Unavailable(); }, CancellationToken.None));
+        var once = await Assert.ThrowsAsync<RpcException>(() => invoker.OnceAsync("DeleteHead", _ => { onceAttempts++; return Unavailable(); }, CancellationToken.None));
+
+        // Assert
+        Assert.Equal(3, idempotentAttempts);
+        Assert.Equal(1, onceAttempts);
+        Assert.Equal(StatusCode.Unavailable, idempotent.StatusCode);
+        Assert.Equal(StatusCode.Unavailable, once.StatusCode);
+    }
+
+    [Fact]
+    public async Task Repeated_unavailable_opens_the_breaker_which_then_refuses_without_calling()
+    {
+        // Arrange
+        var invoker = CreateInvoker(new GatewayOptions { MaxRetries = 0, BreakerMinimumThroughput = 4, BreakerBreakDuration = TimeSpan.FromMinutes(1) });
+        var attempts = 0;
+        for (var i = 0; i < 4; i++)
+        {
+            await Assert.ThrowsAsync<RpcException>(() => invoker.IdempotentAsync("Extract", _ => { attempts++; return Unavailable(); }, CancellationToken.None));
+        }
+
+        // Act
+        var refused = await Assert.ThrowsAsync<RpcException>(() => invoker.IdempotentAsync("Extract", _ => { attempts++; return Unavailable(); }, CancellationToken.None));
+
+        // Assert
+        Assert.Equal(4, attempts);
+        Assert.Equal(StatusCode.Unavailable, refused.StatusCode);
+        Assert.Contains("not calling it", refused.Status.Detail);
+    }
+
+    [Fact]
+    public async Task A_request_error_passes_through_with_its_status_and_message_and_is_not_retried()
+    {
+        // Arrange
+        var invoker = CreateInvoker(new GatewayOptions { MaxRetries = 2, RetryBaseDelay = TimeSpan.Zero });
+        var attempts = 0;
+
+        // Act
+        var e = await Assert.ThrowsAsync<RpcException>(() => invoker.IdempotentAsync("Extract", _ =>
+        {
+            attempts++;
+            return Failed(new Status(StatusCode.InvalidArgument, "the image could not be decoded"));
+        }, CancellationToken.None));
+
+        // Assert
+        Assert.Equal(1, attempts);
+        Assert.Equal(StatusCode.InvalidArgument, e.StatusCode);
+        Assert.Equal("the image could not be decoded", e.Status.Detail);
+    }
+
+    private static DownstreamInvoker CreateInvoker(GatewayOptions options)
+    {
+        var services = new ServiceCollection();
+        services.AddSingleton(Options.Create(options));
+        services.AddMetrics();
+        services.AddSingleton<DownstreamMetrics>();
+        services.AddDownstreamResilience("backbone");
+        var provider = services.BuildServiceProvider();
+        return new DownstreamInvoker("backbone", provider.GetRequiredService<ResiliencePipelineProvider<string>>(),
+            provider.GetRequiredService<DownstreamMetrics>(), NullLogger.Instance);
+    }
+
+    private static AsyncUnaryCall<string> Unavailable() => Failed(new Status(StatusCode.Unavailable, "Error connecting to subchannel."));
+
+    private static AsyncUnaryCall<string> Failed(Status status) => new(
+        Task.FromException<string>(new RpcException(status)), Task.FromResult(new Metadata()), () => status, () => [], () => { });
+}
