@@ -13,6 +13,16 @@ public sealed class Results
     // Speed
     public LatencyStats? RawOrtBatch1 { get; set; }
     public LatencyStats? RawOrtBatch16 { get; set; }
+    /// <summary>The limit measured again right after the Predict rows (services up and idle), to bracket them.</summary>
+    public LatencyStats? RawOrtBatch1Repeat { get; set; }
+    public LatencyStats? RawOrtBatch16Repeat { get; set; }
+
+    /// <summary>The baselines the ratios divide by: the mean of the two measurements of the limit.</summary>
+    public double? RawOrt1Baseline => Mean(RawOrtBatch1, RawOrtBatch1Repeat);
+    public double? RawOrt16Baseline => Mean(RawOrtBatch16, RawOrtBatch16Repeat);
+
+    private static double? Mean(LatencyStats? a, LatencyStats? b) =>
+        new[] { a, b }.Where(s => s is not null).Select(s => s!.Throughput).DefaultIfEmpty(double.NaN).Average() is var m && double.IsNaN(m) ? null : m;
     public double RawOrtBatchMaxDifference { get; set; }
     public List<LevelResult> Extract { get; } = [];
     public List<LevelResult> Predict { get; } = [];

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Text.RegularExpressions;
 using System.Text.Json.Nodes;
 using Google.Protobuf;
 using Graft.Reliability.Tests.Support;
@@ -77,8 +78,9 @@ public sealed class FaultTests(ReliabilityFixture fixture, ITestOutputHelper out
         // Assert: the retry policy absorbs the dead replica; clients see no failure.
         var failures = outcomes.Where(o => o.Code != StatusCode.OK).ToList();
         var absorbed = await HeadsDownstreamAsync("Unavailable") - retriesBefore;
+        var kinds = failures.GroupBy(f => Regex.Replace(f.Detail, @"\d+", "#")).Select(g => $"{g.Count()} x \"{g.Key}\"");
         Report("one of two HeadService replicas SIGKILLed under load", outcomes,
-            $"client-visible failures {failures.Count}; downstream UNAVAILABLE attempts absorbed by retries {absorbed}");
+            $"client-visible failures {failures.Count} ({string.Join("; ", kinds)}); downstream UNAVAILABLE attempts absorbed by retries {absorbed}");
         Assert.True(failures.Count == 0, $"{failures.Count} failures reached clients, e.g. {failures.FirstOrDefault()?.Code}: {failures.FirstOrDefault()?.Detail}");
         Assert.All(outcomes, o => Assert.Equal(ReliabilityFixture.Classifier, o.Reply!.Results.Single().Head));
     }
@@ -182,21 +184,25 @@ public sealed class FaultTests(ReliabilityFixture fixture, ITestOutputHelper out
             CopyVersionDamaged(headDir, good, version, damage);
             PointActive(headDir, version);
             var served = new List<int>();
-            var clock = Stopwatch.StartNew();
-            HeadVersionInfo? reported = null;
-            while (clock.Elapsed < TimeSpan.FromSeconds(20) && (reported is null || served.Count < 4))
+            for (var i = 0; i < 6; i++)
             {
-                served.Add((await fixture.PredictAsync(fixture.TestImage(), name)).Results.Single().Version);
-                reported = (await GetHeadAsync(name)).Versions.FirstOrDefault(v => v.Version == version && v.LoadError.Length > 0);
+                served.Add((await fixture.PredictAsync(fixture.TestImage(i), name)).Results.Single().Version);
             }
-            var info = await GetHeadAsync(name);
+            served.AddRange(await ServedVersionsAsync(name)); // each replica, asked directly
+            var reports = new List<HeadVersionInfo>();
+            foreach (var replica in Stack.HeadReplicas)
+            {
+                var info = await ReliabilityStack.HeadsClient(replica).GetHeadAsync(new GetHeadRequest { Name = name }, deadline: DateTime.UtcNow + ReliabilityFixture.CallDeadline);
+                Assert.Equal(version, info.PointerVersion);
+                Assert.Equal(good, info.ActiveVersion);
+                reports.Add(info.Versions.Single(v => v.Version == version));
+            }
 
-            // Assert: every answer came from the good version; the damaged one is listed with its load error.
+            // Assert: every answer came from the good version; each replica lists the damaged one with its load error.
             Assert.All(served, v => Assert.Equal(good, v));
-            Assert.True(reported is not null, $"v{version} was never reported as unusable: {info}");
-            Assert.Equal(version, info.PointerVersion);
-            Assert.Equal(good, info.ActiveVersion);
-            Assert.Contains(Stack.HeadReplicas.SelectMany(r => r.Output), l => l.Contains($"{name} version {version} is unusable", StringComparison.Ordinal));
+            Assert.All(reports, r => Assert.False(string.IsNullOrEmpty(r.LoadError), $"v{version} is not reported as unusable: {r}"));
+            Assert.All(Stack.HeadReplicas, r => Assert.Contains(r.Output, l => l.Contains($"{name} version {version} is unusable", StringComparison.Ordinal)));
+            var reported = reports[0];
             Figures($"{(version == truncated ? "truncated" : "corrupt (same size, 64 bytes flipped)")} weights as v{version} made active: " +
                 $"{served.Count} predicts all served by v{good}; reported as \"{reported.LoadError}\"");
         }

@@ -25,7 +25,8 @@ public sealed class ReliabilityFixture : IAsyncLifetime
 
     public ReliabilityStack Stack { get; private set; } = null!;
 
-    public IReadOnlyList<SampleImages.Sample> Train { get; } = SampleImages.Load("train", Classes);
+    /// <summary>Ten training images per class: enough for a real head, small enough for a shared 2-core machine.</summary>
+    public IReadOnlyList<SampleImages.Sample> Train { get; } = SampleImages.Load("train", Classes).GroupBy(s => s.Label).SelectMany(g => g.Take(10)).ToList();
 
     public IReadOnlyList<SampleImages.Sample> Test { get; } = SampleImages.Load("test", Classes);
 
@@ -40,8 +41,8 @@ public sealed class ReliabilityFixture : IAsyncLifetime
         Stack = await ReliabilityStack.StartAsync();
         Figures.Enqueue($"stack start (4 processes): {clock.Elapsed.TotalSeconds:0.0} s");
         clock.Restart();
-        await TrainAsync(new HeadSpec { Name = Classifier, Kind = HeadKind.Classifier, Epochs = 20, Seed = 7 }, Train.Select(Labelled));
-        await TrainAsync(new HeadSpec { Name = Regressor, Kind = HeadKind.Regressor, Epochs = 20, Seed = 7 }, Train.Select(Measured));
+        await TrainAsync(new HeadSpec { Name = Classifier, Kind = HeadKind.Classifier, Epochs = 15, Seed = 7 }, Train.Select(Labelled));
+        await TrainAsync(new HeadSpec { Name = Regressor, Kind = HeadKind.Regressor, Epochs = 15, Seed = 7 }, Train.Select(Measured));
         Figures.Enqueue($"initial heads trained through the gateway ({Train.Count} images each): {clock.Elapsed.TotalSeconds:0.0} s");
     }
 

@@ -46,11 +46,24 @@ public sealed class HeadsGrpcService(
             var progress = Channel.CreateUnbounded<TrainProgress>(new UnboundedChannelOptions { SingleReader = true });
             var job = coordinator.RunAsync(settings, data, e => progress.Writer.TryWrite(ToProgress(e)), ct);
             _ = job.ContinueWith(_ => progress.Writer.TryComplete(), TaskScheduler.Default);
-            await foreach (var update in progress.Reader.ReadAllAsync(ct))
+            Exception? streamError = null;
+            try
             {
-                await responseStream.WriteAsync(update, ct);
+                await foreach (var update in progress.Reader.ReadAllAsync(ct))
+                {
+                    await responseStream.WriteAsync(update, ct);
+                }
             }
+            catch (Exception e) when (e is OperationCanceledException or IOException or InvalidOperationException)
+            {
+                streamError = e;
+            }
+            // Keep the name claimed until the job has really stopped, so a retry never overlaps a finishing job.
             var manifest = await job;
+            if (streamError is not null)
+            {
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(streamError);
+            }
             await responseStream.WriteAsync(new TrainProgress
             {
                 Phase = TrainPhase.Published,
