@@ -24,6 +24,8 @@ public sealed class Results
     private static double? Mean(LatencyStats? a, LatencyStats? b) =>
         new[] { a, b }.Where(s => s is not null).Select(s => s!.Throughput).DefaultIfEmpty(double.NaN).Average() is var m && double.IsNaN(m) ? null : m;
     public double RawOrtBatchMaxDifference { get; set; }
+    /// <summary>CPU ms per image of the raw ORT batch-16 run (the harness process alone runs it).</summary>
+    public double RawOrt16CpuMsPerImage { get; set; }
     public List<LevelResult> Extract { get; } = [];
     public List<LevelResult> Predict { get; } = [];
     public LatencyStats? PredictOneHead { get; set; }
@@ -55,7 +57,8 @@ public sealed class Results
 
 public sealed record MachineInfo(string Cpu, int Cores, string Os, string Dotnet, DateTimeOffset Date, double LoadAverageStart, string Commit);
 
-public sealed record LevelResult(int Concurrency, LatencyStats Stats, int CacheHits);
+/// <summary>One concurrency level: its timing, cache hits, the backbone's mean batch size, and CPU ms per image by process.</summary>
+public sealed record LevelResult(int Concurrency, LatencyStats Stats, int CacheHits, double MeanBatchSize, Dictionary<string, double> CpuMsPerImage);
 
 /// <summary>One head-training timing: the server's training seconds and the client's wall seconds (upload included).</summary>
 public sealed record TrainingTime(int Dimension, int Rows, int Epochs, double TrainingSeconds, double WallSeconds);

@@ -49,9 +49,9 @@ public sealed class Runner(BenchPlan plan, string repoRoot, string outDirectory,
             await using var stack = await GraftStack.StartAsync(repoRoot, _work, TimeSpan.FromMinutes(3));
             var calls = new GraftCalls(stack);
             log("services: SERVING");
-            await RunExtractAsync(results, calls);
+            await RunExtractAsync(results, stack, calls);
             await RunTrainAndRetrainAsync(results, stack, calls, trainSet, trainLengths);
-            await RunPredictAsync(results, calls);
+            await RunPredictAsync(results, stack, calls);
             RunRawOrt(results, repeat: true);
             await RunQualityAsync(results, calls, trainSet, testLengths);
             await RunHeadsComparisonAsync(results, calls);
@@ -84,7 +84,9 @@ public sealed class Runner(BenchPlan plan, string repoRoot, string outDirectory,
         var pool = FreshImages(16);
         if (!repeat) results.RawOrtBatchMaxDifference = RawOrtBench.BatchConsistency(model, pool);
         var b1 = RawOrtBench.Measure(model, pool, 1, plan.RawOrtImages / 2);
+        var cpuBefore = System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime;
         var b16 = RawOrtBench.Measure(model, pool, 16, plan.RawOrtImages);
+        if (!repeat) results.RawOrt16CpuMsPerImage = (System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime - cpuBefore).TotalMilliseconds / b16.Count;
         if (repeat) (results.RawOrtBatch1Repeat, results.RawOrtBatch16Repeat) = (b1, b16);
         else (results.RawOrtBatch1, results.RawOrtBatch16) = (b1, b16);
         log($"  batch 1: {b1.Throughput:F1} img/s, batch 16: {b16.Throughput:F1} img/s");
@@ -102,16 +104,30 @@ public sealed class Runner(BenchPlan plan, string repoRoot, string outDirectory,
     private MlNetProcess MlNet => new(
         Path.Combine(repoRoot, "bench", "MlNetBaseline", "bin", "Release", "net10.0", "linux-x64", "Graft.Bench.MlNet.dll"), _work);
 
-    private async Task RunExtractAsync(Results results, GraftCalls calls)
+    /// <summary>Runs one closed-loop level and records, besides timing, the backbone's mean batch and each process's CPU per image.</summary>
+    private static async Task<LevelResult> MeasureLevelAsync(GraftStack stack, int concurrency, int requests, Func<int, Task<bool>> call)
+    {
+        var inferences = await stack.ReadBackboneCounterAsync("graft_backbone_inferences_total");
+        var batches = await stack.ReadBackboneCounterAsync("graft_backbone_batches_total");
+        var cpu = stack.CpuSeconds();
+        var (stats, hits) = await LoadRunner.RunAsync(concurrency, requests, call);
+        var cpuAfter = stack.CpuSeconds();
+        var dInferences = await stack.ReadBackboneCounterAsync("graft_backbone_inferences_total") - inferences;
+        var dBatches = await stack.ReadBackboneCounterAsync("graft_backbone_batches_total") - batches;
+        var cpuPerImage = cpuAfter.ToDictionary(p => p.Key, p => (p.Value - cpu.GetValueOrDefault(p.Key)) * 1000 / requests);
+        return new LevelResult(concurrency, stats, hits, dBatches > 0 ? dInferences / dBatches : double.NaN, cpuPerImage);
+    }
+
+    private async Task RunExtractAsync(Results results, GraftStack stack, GraftCalls calls)
     {
         // Warm-up: first runs plan the graph and fill the pools.
         foreach (var image in FreshImages(8)) await calls.ExtractAsync(image);
         foreach (var c in plan.Concurrency)
         {
             var images = FreshImages(plan.RequestsPerLevel);
-            var (stats, hits) = await LoadRunner.RunAsync(c, images.Count, async i => (await calls.ExtractAsync(images[i])).CacheHit);
-            results.Extract.Add(new LevelResult(c, stats, hits));
-            log($"extract c{c}: {stats.Throughput:F1} img/s p50 {stats.P50Ms:F0} ms p99 {stats.P99Ms:F0} ms, cache hits {hits}");
+            var level = await MeasureLevelAsync(stack, c, images.Count, async i => (await calls.ExtractAsync(images[i])).CacheHit);
+            results.Extract.Add(level);
+            log($"extract c{c}: {level.Stats.Throughput:F1} img/s p50 {level.Stats.P50Ms:F0} ms p99 {level.Stats.P99Ms:F0} ms, cache hits {level.CacheHits}, mean batch {level.MeanBatchSize:F1}");
         }
     }
 
@@ -155,16 +171,16 @@ public sealed class Runner(BenchPlan plan, string repoRoot, string outDirectory,
         return spec;
     }
 
-    private async Task RunPredictAsync(Results results, GraftCalls calls)
+    private async Task RunPredictAsync(Results results, GraftStack stack, GraftCalls calls)
     {
         string[] heads = [MlpHead];
         foreach (var image in FreshImages(8)) await calls.PredictAsync(image, heads);
         foreach (var c in plan.Concurrency)
         {
             var images = FreshImages(plan.RequestsPerLevel);
-            var (stats, hits) = await LoadRunner.RunAsync(c, images.Count, async i => (await calls.PredictAsync(images[i], heads)).CacheHit);
-            results.Predict.Add(new LevelResult(c, stats, hits));
-            log($"predict c{c}: {stats.Throughput:F1} img/s p50 {stats.P50Ms:F0} ms p99 {stats.P99Ms:F0} ms, cache hits {hits}");
+            var level = await MeasureLevelAsync(stack, c, images.Count, async i => (await calls.PredictAsync(images[i], heads)).CacheHit);
+            results.Predict.Add(level);
+            log($"predict c{c}: {level.Stats.Throughput:F1} img/s p50 {level.Stats.P50Ms:F0} ms p99 {level.Stats.P99Ms:F0} ms, cache hits {level.CacheHits}, mean batch {level.MeanBatchSize:F1}");
         }
     }
 

@@ -76,8 +76,9 @@ public sealed partial class StackFixture : IAsyncLifetime
         if (_up is null) return;
         if (!_up.HasExited)
         {
-            // What Ctrl-C does: `up` stops the three services and exits.
-            _ = SysKill(_up.Id, 2);
+            // SIGTERM, as a service manager would send: `up` stops the three services and exits. (Not SIGINT: a shell
+            // that starts the test run in the background makes its children ignore SIGINT, and that is inherited.)
+            _ = SysKill(_up.Id, 15);
             using var grace = new CancellationTokenSource(TimeSpan.FromSeconds(90));
             try
             {

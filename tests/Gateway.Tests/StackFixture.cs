@@ -58,12 +58,19 @@ public sealed class StackFixture : IAsyncLifetime
     public async Task<List<TrainProgress>> TrainAsync(HeadSpec spec, IEnumerable<LabelledImage> examples, Metadata? headers = null)
     {
         using var call = Client.TrainHead(headers ?? Stack.AdminHeaders, deadline: DateTime.UtcNow.AddMinutes(15));
-        await call.RequestStream.WriteAsync(new TrainHeadRequest { Spec = spec });
-        foreach (var example in examples)
+        try
         {
-            await call.RequestStream.WriteAsync(new TrainHeadRequest { Example = example });
+            await call.RequestStream.WriteAsync(new TrainHeadRequest { Spec = spec });
+            foreach (var example in examples)
+            {
+                await call.RequestStream.WriteAsync(new TrainHeadRequest { Example = example });
+            }
+            await call.RequestStream.CompleteAsync();
         }
-        await call.RequestStream.CompleteAsync();
+        catch (Exception e) when (e is RpcException or InvalidOperationException)
+        {
+            // The gateway ended the call early (a refused token, a bad example); the response stream below has its status.
+        }
         var progress = new List<TrainProgress>();
         await foreach (var step in call.ResponseStream.ReadAllAsync())
         {

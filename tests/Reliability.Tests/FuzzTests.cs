@@ -28,7 +28,7 @@ public sealed class FuzzTests(ITestOutputHelper output)
     private const long MaxPixels = 40_000_000;
 
     [Fact]
-    public void Mutated_jpeg_and_png_samples_never_crash_hang_or_allocate_without_bound_in_decode_and_preprocess()
+    public async Task Mutated_jpeg_and_png_samples_never_crash_hang_or_allocate_without_bound_in_decode_and_preprocess()
     {
         // Arrange
         var cases = int.TryParse(Environment.GetEnvironmentVariable("GRAFT_FUZZ_CASES"), out var n) ? n : 400;
@@ -70,13 +70,13 @@ public sealed class FuzzTests(ITestOutputHelper output)
             }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
             // Assert (per case)
-            var finished = run.Wait(CaseLimit);
+            var finished = await Task.WhenAny(run, Task.Delay(CaseLimit)) == run;
             string Reproduce() => $"case {i} (seed {seed}, from {origin}, {input.Length} bytes; saved to {Save(input, seed, i)})";
             if (!finished)
             {
                 Assert.Fail($"decode + preprocess did not finish within {CaseLimit.TotalSeconds} s: {Reproduce()}");
             }
-            var result = run.Result;
+            var result = await run;
             if (result.Error is not null)
             {
                 Assert.Fail($"{result.Error.GetType().Name} instead of InputRejectedException: {result.Error.Message}; {Reproduce()}");

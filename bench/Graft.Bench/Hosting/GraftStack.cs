@@ -16,6 +16,7 @@ public sealed class GraftStack : IAsyncDisposable
     public const string AdminToken = "bench-admin-token";
 
     private readonly List<Process> _processes = [];
+    private readonly Dictionary<string, Process> _byName = [];
     private readonly List<GrpcChannel> _channels = [];
 
     private GrpcChannel _backboneChannel = null!;
@@ -99,11 +100,26 @@ public sealed class GraftStack : IAsyncDisposable
 
         var process = Process.Start(start) ?? throw new InvalidOperationException($"Could not start {service}.");
         _processes.Add(process);
+        _byName[service] = process;
         var log = new StreamWriter(Path.Combine(logs, $"{service}.log")) { AutoFlush = true };
         process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (log) log.WriteLine(e.Data); };
         process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (log) log.WriteLine(e.Data); };
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
+    }
+
+    /// <summary>CPU seconds (user + system) each service process has used so far, and this harness process.</summary>
+    public Dictionary<string, double> CpuSeconds()
+    {
+        var result = new Dictionary<string, double>();
+        foreach (var (name, process) in _byName)
+        {
+            process.Refresh();
+            result[name] = process.HasExited ? 0 : process.TotalProcessorTime.TotalSeconds;
+        }
+        using var self = Process.GetCurrentProcess();
+        result["bench client"] = self.TotalProcessorTime.TotalSeconds;
+        return result;
     }
 
     private GrpcChannel Channel(int port)

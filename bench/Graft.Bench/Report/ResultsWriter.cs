@@ -89,9 +89,9 @@ public static class ResultsWriter
         md.AppendLine();
 
         LevelTable(md, "### 2. BackboneService `Extract` over gRPC",
-            "One PNG (28×28 Fashion-MNIST, as a client sends it) per call; every call a new image, so no cache hit; closed loop.", r.Extract, raw16, raw1);
+            "One PNG (28×28 Fashion-MNIST, as a client sends it) per call; every call a new image, so no cache hit; closed loop.", r.Extract, raw16, raw1, r.RawOrt16CpuMsPerImage);
         LevelTable(md, "### 3. Gateway `Predict` end to end",
-            "Encoded image in, one classifier head's answer out: Gateway → BackboneService → HeadService, every call a new image.", r.Predict, raw16, raw1);
+            "Encoded image in, one classifier head's answer out: Gateway → BackboneService → HeadService, every call a new image.", r.Predict, raw16, raw1, r.RawOrt16CpuMsPerImage);
         if (plots.Contains(Plots.Latency)) md.AppendLine($"![latency]({Plots.Latency})").AppendLine();
 
         md.AppendLine("### 4. Gateway `Predict`: 1 head against 10 heads");
@@ -207,7 +207,7 @@ public static class ResultsWriter
         return md.ToString();
     }
 
-    private static void LevelTable(StringBuilder md, string title, string intro, List<LevelResult> levels, double? raw16, double? raw1)
+    private static void LevelTable(StringBuilder md, string title, string intro, List<LevelResult> levels, double? raw16, double? raw1, double rawCpu)
     {
         md.AppendLine(title);
         md.AppendLine();
@@ -218,14 +218,28 @@ public static class ResultsWriter
         }
         md.AppendLine(intro);
         md.AppendLine();
-        md.AppendLine("| concurrency | calls | images / s | × raw ORT batch 16 | × raw ORT batch 1 | p50 ms | p95 ms | p99 ms | cache hits |");
-        md.AppendLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        md.AppendLine("| concurrency | calls | images / s | × raw ORT batch 16 | × raw ORT batch 1 | p50 ms | p95 ms | p99 ms | cache hits | mean backbone batch |");
+        md.AppendLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
         foreach (var l in levels)
         {
             var s = l.Stats;
-            md.AppendLine(Inv($"| {l.Concurrency} | {s.Count} | {s.Throughput:F1} | {s.Throughput / raw16:F2} | {s.Throughput / raw1:F2} | {s.P50Ms:F1} | {s.P95Ms:F1} | {s.P99Ms:F1} | {l.CacheHits} |"));
+            md.AppendLine(Inv($"| {l.Concurrency} | {s.Count} | {s.Throughput:F1} | {s.Throughput / raw16:F2} | {s.Throughput / raw1:F2} | {s.P50Ms:F1} | {s.P95Ms:F1} | {s.P99Ms:F1} | {l.CacheHits} | {l.MeanBatchSize:F1} |"));
         }
         md.AppendLine();
+        var names = levels.SelectMany(l => l.CpuMsPerImage.Keys).Distinct().ToList();
+        if (names.Count > 0)
+        {
+            md.AppendLine("CPU time per image by process (ms; user + system, from /proc), against the raw ORT batch-16 run's own CPU per image:");
+            md.AppendLine();
+            md.AppendLine($"| concurrency | {string.Join(" | ", names)} | total | × raw ORT batch 16 CPU |");
+            md.AppendLine($"| --- | {string.Join(" | ", names.Select(_ => "---"))} | --- | --- |");
+            foreach (var l in levels)
+            {
+                var total = l.CpuMsPerImage.Values.Sum();
+                md.AppendLine(Inv($"| {l.Concurrency} | {string.Join(" | ", names.Select(n => l.CpuMsPerImage.GetValueOrDefault(n).ToString("F1", CultureInfo.InvariantCulture)))} | {total:F1} | {total / rawCpu:F2} |"));
+            }
+            md.AppendLine();
+        }
     }
 
     private static string F(double? value, int decimals = 1) =>
