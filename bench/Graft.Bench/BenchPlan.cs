@@ -16,7 +16,7 @@ public sealed record BenchPlan(
     (int Rows, int Epochs)[] Grid25088)
 {
     public static readonly BenchPlan Full = new(
-        "full", RawOrtImages: 320, Concurrency: [1, 4, 16, 32], RequestsPerLevel: 320, HeadsComparisonRequests: 300,
+        "full", RawOrtImages: 320, Concurrency: [1, 4, 16, 32], RequestsPerLevel: 240, HeadsComparisonRequests: 200,
         TrainPerClass: 100, TestImages: 2000, CurvePerClass: [10, 30, 100, 300], HeadEpochs: 30,
         MlNetPipelineImages: 1000,
         Grid512: [(1000, 5), (1000, 10), (1000, 20), (1000, 40), (4000, 10), (16000, 10)],

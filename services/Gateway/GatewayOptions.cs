@@ -47,6 +47,7 @@ public sealed class GatewayOptions : IValidatableObject
     [Range(2, 10000)]
     public int BreakerMinimumThroughput { get; set; } = 4;
 
+    /// <summary>Circuit breaker: the rolling window over which the failure ratio is measured.</summary>
     [Range(typeof(TimeSpan), "00:00:00.500", "00:10:00")]
     public TimeSpan BreakerSamplingDuration { get; set; } = TimeSpan.FromSeconds(10);
 
@@ -75,6 +76,7 @@ public sealed class GatewayOptions : IValidatableObject
     [Range(1, 256)]
     public int PredictStreamConcurrency { get; set; } = 8;
 
+    /// <summary>Checks that both addresses parse, naming the configuration key that does not.</summary>
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
         foreach (var (name, value) in new[] { (nameof(BackboneAddress), BackboneAddress), (nameof(HeadsAddress), HeadsAddress) })

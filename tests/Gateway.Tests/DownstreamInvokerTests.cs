@@ -68,6 +68,40 @@ public sealed class DownstreamInvokerTests
         Assert.Equal("the image could not be decoded", e.Status.Detail);
     }
 
+    [Fact]
+    public async Task An_attempt_that_outlives_its_timeout_is_retried_and_then_reported_unavailable()
+    {
+        // Arrange
+        var invoker = CreateInvoker(new GatewayOptions
+        {
+            AttemptTimeout = TimeSpan.FromMilliseconds(100), MaxRetries = 1, RetryBaseDelay = TimeSpan.Zero, BreakerMinimumThroughput = 100,
+        });
+        var attempts = 0;
+
+        // Act
+        var e = await Assert.ThrowsAsync<RpcException>(() => invoker.IdempotentAsync("Extract", o => { attempts++; return Hanging(o.CancellationToken); }, CancellationToken.None));
+
+        // Assert
+        Assert.Equal(2, attempts);
+        Assert.Equal(StatusCode.Unavailable, e.StatusCode);
+        Assert.Contains("did not answer within 0.1 s", e.Status.Detail);
+    }
+
+    [Fact]
+    public async Task The_callers_cancellation_wins_over_the_attempt_timeout_and_is_not_retried()
+    {
+        // Arrange: a long attempt timeout, and a caller that gives up after 200 ms.
+        var invoker = CreateInvoker(new GatewayOptions { AttemptTimeout = TimeSpan.FromMinutes(5), MaxRetries = 2, RetryBaseDelay = TimeSpan.Zero });
+        using var caller = new CancellationTokenSource(TimeSpan.FromMilliseconds(200));
+        var attempts = 0;
+
+        // Act
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => invoker.IdempotentAsync("Extract", o => { attempts++; return Hanging(o.CancellationToken); }, caller.Token));
+
+        // Assert
+        Assert.Equal(1, attempts);
+    }
+
     private static DownstreamInvoker CreateInvoker(GatewayOptions options)
     {
         var services = new ServiceCollection();
@@ -81,6 +115,14 @@ public sealed class DownstreamInvokerTests
     }
 
     private static AsyncUnaryCall<string> Unavailable() => Failed(new Status(StatusCode.Unavailable, "Error connecting to subchannel."));
+
+    /// <summary>A call to a server that never answers: it ends, as gRPC does, with CANCELLED when its token fires.</summary>
+    private static AsyncUnaryCall<string> Hanging(CancellationToken token)
+    {
+        var reply = Task.Delay(Timeout.Infinite, token).ContinueWith<string>(
+            _ => throw new RpcException(new Status(StatusCode.Cancelled, "Call canceled by the client.")), TaskScheduler.Default);
+        return new(reply, Task.FromResult(new Metadata()), () => Status.DefaultCancelled, () => [], () => { });
+    }
 
     private static AsyncUnaryCall<string> Failed(Status status) => new(
         Task.FromException<string>(new RpcException(status)), Task.FromResult(new Metadata()), () => status, () => [], () => { });

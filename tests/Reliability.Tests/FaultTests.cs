@@ -69,6 +69,7 @@ public sealed class FaultTests(ReliabilityFixture fixture, ITestOutputHelper out
         await load.WaitForCallsAsync(12, TimeSpan.FromSeconds(60));
 
         // Act: SIGKILL replica A, keep calling through B, restart A and keep calling through both.
+        var killedAt = load.Elapsed;
         Stack.HeadsA.Kill();
         await load.WaitForCallsAsync(40, TimeSpan.FromSeconds(20));
         await Stack.HeadsA.StartAsync(ReliabilityStack.ReadyTimeout);
@@ -80,7 +81,9 @@ public sealed class FaultTests(ReliabilityFixture fixture, ITestOutputHelper out
         var absorbed = await HeadsDownstreamAsync("Unavailable") - retriesBefore;
         var kinds = failures.GroupBy(f => Regex.Replace(f.Detail, @"\d+", "#")).Select(g => $"{g.Count()} x \"{g.Key}\"");
         Report("one of two HeadService replicas SIGKILLed under load", outcomes,
-            $"client-visible failures {failures.Count} ({string.Join("; ", kinds)}); downstream UNAVAILABLE attempts absorbed by retries {absorbed}");
+            $"client-visible failures {failures.Count} ({string.Join("; ", kinds)}" +
+            (failures.Count > 0 ? $", started {(failures.Min(f => f.Started) - killedAt).TotalSeconds:0.0}-{(failures.Max(f => f.Started) - killedAt).TotalSeconds:0.0} s after the kill" : "") +
+            $"); downstream UNAVAILABLE attempts absorbed by retries {absorbed}");
         Assert.True(failures.Count == 0, $"{failures.Count} failures reached clients, e.g. {failures.FirstOrDefault()?.Code}: {failures.FirstOrDefault()?.Detail}");
         Assert.All(outcomes, o => Assert.Equal(ReliabilityFixture.Classifier, o.Reply!.Results.Single().Head));
     }

@@ -124,6 +124,37 @@ public sealed class SecurityTests(ReliabilityFixture fixture, ITestOutputHelper 
     }
 
     [Fact]
+    public async Task A_dead_downstream_is_reported_as_unavailable_without_exception_names_or_internal_addresses()
+    {
+        // Arrange: a second gateway whose backbone and heads addresses have nothing listening.
+        var (deadBackbone, deadHeads) = (FreePorts.Next(), FreePorts.Next());
+        await using var gateway = new ServiceProcess(GraftService.Gateway, FreePorts.Next(), FreePorts.Next(), new Dictionary<string, string>
+        {
+            ["ASPNETCORE_ENVIRONMENT"] = "Production",
+            ["Graft__Gateway__BackboneAddress"] = $"http://127.0.0.1:{deadBackbone}",
+            ["Graft__Gateway__HeadsAddress"] = $"http://127.0.0.1:{deadHeads}",
+            ["Graft__Gateway__AdminToken"] = Stack.AdminToken,
+        });
+        await gateway.StartAsync(ReliabilityStack.ReadyTimeout);
+        var client = new V1.Gateway.GatewayClient(gateway.Channel);
+
+        // Act
+        var predict = await Statuses.ExpectAsync(StatusCode.Unavailable,
+            () => client.PredictAsync(new PredictRequest { Image = fixture.TestImage() }, deadline: Deadline()).ResponseAsync, "predict with the backbone down");
+        var list = await Statuses.ExpectAsync(StatusCode.Unavailable,
+            () => client.ListHeadsAsync(new ListHeadsRequest(), deadline: Deadline()).ResponseAsync, "list with the heads down");
+
+        // Assert: the client learns what is down and what to do, not the gateway's internals.
+        foreach (var e in new[] { predict, list })
+        {
+            Figure($"dead downstream: {e.StatusCode} \"{e.Status.Detail}\"");
+            Assert.DoesNotContain("Exception", e.Status.Detail, StringComparison.Ordinal);
+            Assert.DoesNotContain($":{deadBackbone}", e.Status.Detail, StringComparison.Ordinal);
+            Assert.DoesNotContain($":{deadHeads}", e.Status.Detail, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
     public async Task An_unknown_method_is_unimplemented()
     {
         var raw = new Method<byte[], byte[]>(MethodType.Unary, "graft.v1.Gateway", "DropTables", Marshallers.Create(b => b, b => b), Marshallers.Create(b => b, b => b));

@@ -16,8 +16,8 @@ public static class DownstreamClients
 
     public static IServiceCollection AddDownstreamClients(this IServiceCollection services, GatewayOptions options)
     {
-        var backbone = Parse(options.BackboneAddress, Backbone);
-        var heads = Parse(options.HeadsAddress, Heads);
+        var backbone = Parse(options.BackboneAddress, Backbone, nameof(GatewayOptions.BackboneAddress));
+        var heads = Parse(options.HeadsAddress, Heads, nameof(GatewayOptions.HeadsAddress));
 
         // One resolver for the "static" scheme serves every comma-separated address list, keyed by the target's host.
         var lists = new Dictionary<string, IReadOnlyList<BalancerAddress>>(StringComparer.OrdinalIgnoreCase);
@@ -46,10 +46,10 @@ public static class DownstreamClients
         return services;
     }
 
-    private static DownstreamAddress Parse(string text, string name) =>
+    private static DownstreamAddress Parse(string text, string name, string key) =>
         DownstreamAddress.TryParse(text, name, out var address, out var error)
             ? address
-            : throw new OptionsValidationException(GatewayOptions.Section, typeof(GatewayOptions), [error]);
+            : throw new OptionsValidationException(GatewayOptions.Section, typeof(GatewayOptions), [$"{GatewayOptions.Section}:{key}: {error}"]);
 
     private static void Configure(Grpc.Net.Client.GrpcChannelOptions channel, DownstreamAddress address, IServiceProvider services)
     {

@@ -27,7 +27,7 @@ public sealed partial class TrainingCoordinator(
                 LogStarted(logger, settings.Name, settings.KindName, data.Rows, data.Dimension);
                 var trained = trainer.Train(settings, data, new Reporter(e => onEvent(new JobEvent.Epoch(e))), ct);
                 ct.ThrowIfCancellationRequested();
-                return registry.Publish(trained.Manifest, SafeTensors.Serialize(trained.Weights));
+                return Publish(settings.Name, trained);
             }, position => onEvent(new JobEvent.Queued(position)), cancellationToken);
             outcome = "published";
             return manifest;
@@ -49,6 +49,30 @@ public sealed partial class TrainingCoordinator(
         }
     }
 
+    /// <summary>Publishes a trained head. A registry that cannot be written (volume full, read-only, no permission) is the
+    /// operator's to fix, so it becomes a refusal naming the cause; the publish has already removed its temporary folder,
+    /// so nothing half-written stays. The path and exception text go to the log only.</summary>
+    private HeadManifest Publish(string name, TrainedHead trained)
+    {
+        try
+        {
+            return registry.Publish(trained.Manifest, SafeTensors.Serialize(trained.Weights));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            LogPublishFailed(logger, e, name);
+            // On Unix an IOException's HResult is the errno: ENOSPC 28, EROFS 30, EDQUOT 122.
+            var (kind, cause, remedy) = e switch
+            {
+                UnauthorizedAccessException => (HeadErrorKind.FailedPrecondition, "HeadService may not write the registry folder (permission denied)", "give it write access"),
+                { HResult: 28 or 122 } => (HeadErrorKind.ResourceExhausted, "the registry volume is full (no space left on device)", "free space on it"),
+                { HResult: 30 } => (HeadErrorKind.FailedPrecondition, "the registry is on a read-only file system", "mount it read-write"),
+                _ => (HeadErrorKind.FailedPrecondition, "writing the registry failed (the HeadService log has the error)", "check the registry volume"),
+            };
+            throw new HeadException(kind, $"Head '{name}' was trained but not published: {cause}. Nothing was written; {remedy}, then train again.");
+        }
+    }
+
     /// <summary>Calls back synchronously on the training thread (Progress&lt;T&gt; would post to the thread pool and reorder).</summary>
     private sealed class Reporter(Action<EpochReport> report) : IProgress<EpochReport>
     {
@@ -60,4 +84,7 @@ public sealed partial class TrainingCoordinator(
 
     [LoggerMessage(EventId = 3301, Level = LogLevel.Information, Message = "Training of head {Name} was cancelled; nothing was published")]
     private static partial void LogCancelled(ILogger logger, string name);
+
+    [LoggerMessage(EventId = 3302, Level = LogLevel.Error, Message = "Head {Name} was trained but could not be published: the registry cannot be written")]
+    private static partial void LogPublishFailed(ILogger logger, Exception exception, string name);
 }

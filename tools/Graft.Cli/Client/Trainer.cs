@@ -38,6 +38,10 @@ public static class Trainer
         {
             await send;
         }
+        catch (Exception e) when (e is RpcException or InvalidOperationException && published is not null)
+        {
+            // The Gateway published and closed the call while the last writes were in flight: nothing was lost.
+        }
         catch (RpcException e)
         {
             throw session.Translate(e, $"train head \"{spec.Name}\"");
