@@ -2,6 +2,7 @@
 //   bench/run.sh                 the full run; writes bench/RESULTS.md and the plots
 //   bench/run.sh --quick         a smoke test with tiny counts; writes to bench/out/quick/
 //   bench/run.sh --no-services   only what needs no Graft service (raw ORT, ML.NET pipeline, CNN)
+//   bench/run.sh --paired DIR    add the paired (interleaved) measurement of the throughput goals to DIR/results.json
 //   bench/run.sh --render DIR    re-render RESULTS.md and the plots from DIR/results.json, measuring nothing
 using System.Text.Json;
 using System.Text.Json.Serialization;
@@ -23,6 +24,21 @@ if (renderIndex >= 0)
     var saved = JsonSerializer.Deserialize<Results>(File.ReadAllText(Path.Combine(dir, "results.json")), json)!;
     File.WriteAllText(Path.Combine(dir, "RESULTS.md"), ResultsWriter.Render(saved, Plots.Write(saved, dir)));
     Console.WriteLine($"re-rendered {Path.Combine(dir, "RESULTS.md")}");
+    return;
+}
+
+var pairedIndex = Array.IndexOf(args, "--paired");
+if (pairedIndex >= 0)
+{
+    // Adds the paired measurement to an existing run's results.json and re-renders it.
+    var dir = Path.GetFullPath(args[pairedIndex + 1]);
+    var saved = JsonSerializer.Deserialize<Results>(File.ReadAllText(Path.Combine(dir, "results.json")), json)!;
+    var pairedRunner = new Runner(quick ? BenchPlan.Quick : BenchPlan.Full, repoRoot, Path.Combine(benchDir, "out"), true,
+        line => Console.WriteLine($"[{DateTime.Now:HH:mm:ss}] {line}"));
+    await pairedRunner.RunPairedAsync(saved, rounds: quick ? 2 : 5, imagesPerRound: quick ? 16 : 64);
+    File.WriteAllText(Path.Combine(dir, "results.json"), JsonSerializer.Serialize(saved, json));
+    File.WriteAllText(Path.Combine(dir, "RESULTS.md"), ResultsWriter.Render(saved, Plots.Write(saved, dir)));
+    Console.WriteLine($"added the paired measurement to {Path.Combine(dir, "RESULTS.md")}");
     return;
 }
 

@@ -51,6 +51,10 @@ public sealed class Results
     public int? CnnEpochs { get; set; }
     public List<CurvePoint> Curve { get; } = [];
 
+    /// <summary>Rounds of raw ORT b16, Gateway Predict c16 and the ML.NET pipeline back to back (see <c>--paired</c>).</summary>
+    public List<PairedRound> Paired { get; } = [];
+    public double PairedLoadAverage { get; set; }
+
     public List<string> Notes { get; } = [];
     public List<string> Pending { get; } = [];
 }
@@ -70,3 +74,6 @@ public sealed record MlNetPipeline(int Images, double Seconds, double ImagesPerS
 
 /// <summary>Test accuracy at one training-set size for each method (null when not measured).</summary>
 public sealed record CurvePoint(int PerClass, double? GraftClassifier, double? GraftLinearProbe, double? MlNet, double? Cnn, double? CnnSeconds);
+
+/// <summary>One round of the paired measurement: the three pipelines one after the other on the same number of images.</summary>
+public sealed record PairedRound(int Images, double RawOrt16Seconds, double Predict16Seconds, double MlNetSeconds, double Predict16MeanBatch);

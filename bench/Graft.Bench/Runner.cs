@@ -24,6 +24,45 @@ public sealed class Runner(BenchPlan plan, string repoRoot, string outDirectory,
     private IReadOnlyList<FashionImage> _test = [];
     private int _speedCursor = 10_000; // train images from here on are used once each by the speed runs
 
+    /// <summary>
+    /// The paired measurement alone, added to an earlier run's results: rounds of raw ORT batch 16, Gateway Predict at
+    /// concurrency 16 and the ML.NET pipeline back to back, so that load drift on a shared machine hits all three alike.
+    /// </summary>
+    public async Task RunPairedAsync(Results results, int rounds, int imagesPerRound)
+    {
+        Directory.CreateDirectory(_work);
+        _train = FashionMnist.Load("train");
+        _speedCursor = 40_000; // beyond anything the main run used
+        var loadStart = MachineInfoReader.LoadAverage();
+        await using var stack = await GraftStack.StartAsync(repoRoot, _work, TimeSpan.FromMinutes(3));
+        var calls = new GraftCalls(stack);
+        // A head to predict with: trained straight on features of 100 images.
+        var seed = FashionMnist.FirstPerClass(_train, 10);
+        var rows = (await ExtractRowsAsync(calls, seed, null))
+            .Select(r => { var row = new V1.FeatureRow { Label = FashionMnist.Classes[r.Label].Name }; row.Features.AddRange(r.Features); return row; }).ToList();
+        var spec = Spec("paired-head", HeadKind.Classifier, hidden: null, epochs: 5);
+        spec.BackboneFingerprint = (await calls.ExtractAsync(seed[0])).Fingerprint;
+        await calls.TrainOnFeaturesAsync(spec, rows);
+        string[] heads = ["paired-head"];
+        using var model = ResNet18.Load();
+        foreach (var image in FreshImages(16)) await calls.PredictAsync(image, heads);
+        var pool = FreshImages(16);
+        RawOrtBench.Measure(model, pool, 16, 16);
+        results.Paired.Clear();
+        for (var round = 0; round < rounds; round++)
+        {
+            var raw = RawOrtBench.Measure(model, pool, 16, imagesPerRound);
+            var images = FreshImages(imagesPerRound);
+            var level = await MeasureLevelAsync(stack, 16, images.Count, async i => (await calls.PredictAsync(images[i], heads)).CacheHit);
+            var mlImages = FreshImages(imagesPerRound);
+            var ml = MlNet.RunPipeline(mlImages, mlImages.Select(_ => 0.0).ToList());
+            var r = new PairedRound(imagesPerRound, raw.Seconds * imagesPerRound / raw.Count, level.Stats.Seconds, ml.Seconds * imagesPerRound / ml.Images, level.MeanBatchSize);
+            results.Paired.Add(r);
+            log($"paired round {round + 1}: raw ORT b16 {imagesPerRound / r.RawOrt16Seconds:F1}, Predict c16 {imagesPerRound / r.Predict16Seconds:F1}, ML.NET {imagesPerRound / r.MlNetSeconds:F1} img/s");
+        }
+        results.PairedLoadAverage = (loadStart + MachineInfoReader.LoadAverage()) / 2;
+    }
+
     public async Task<Results> RunAsync()
     {
         var total = Stopwatch.StartNew();

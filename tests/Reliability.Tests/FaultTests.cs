@@ -28,10 +28,16 @@ public sealed class FaultTests(ReliabilityFixture fixture, ITestOutputHelper out
         await using var load = NewLoad(workers: 3);
         await load.WaitForCallsAsync(12, TimeSpan.FromSeconds(60));
 
-        // Act: SIGKILL the backbone, keep the load on it for a while, then restart it on the same port.
+        // Act: SIGKILL the backbone and keep the load on it until the breaker has opened (its sampling window may still
+        // hold many earlier successes), then restart it on the same port.
         var killedAt = load.Elapsed;
         Stack.Backbone.Kill();
-        await Task.Delay(TimeSpan.FromSeconds(4));
+        var down = Stopwatch.StartNew();
+        while (down.Elapsed < TimeSpan.FromSeconds(30) && !load.Outcomes.Any(o => o.Detail.Contains("not calling it", StringComparison.Ordinal)))
+        {
+            await Task.Delay(100);
+        }
+        await Task.Delay(TimeSpan.FromSeconds(1));
         await Stack.Backbone.StartAsync(ReliabilityStack.ReadyTimeout);
         var readyAt = load.Elapsed;
         await WaitForSuccessStartedAfterAsync(load, readyAt, TimeSpan.FromSeconds(30));
@@ -52,11 +58,14 @@ public sealed class FaultTests(ReliabilityFixture fixture, ITestOutputHelper out
         Assert.True(recovery < TimeSpan.FromSeconds(5), $"success came back {recovery.TotalSeconds:0.0} s after the backbone was ready");
         Assert.Equal(gatewayPid, Stack.Gateway.ProcessId);
         Assert.Equal(headsBefore, await ListAsync());
+        var leaks = failures.Where(f => f.Detail.Contains("Exception", StringComparison.Ordinal) || f.Detail.Contains($":{Stack.Backbone.GrpcPort}", StringComparison.Ordinal)).ToList();
 
         Report("backbone SIGKILL under load", outcomes,
             $"failed after kill {failures.Count} (all UNAVAILABLE; {breakerRejections.Count} rejected by the open breaker, median {PredictLoad.Quantile(breakerRejections, 0.5):0} ms, " +
             $"slowest failure {failures.Max(f => f.Took.TotalMilliseconds):0} ms); recovered {during.Count(o => o.Code == StatusCode.OK && o.Started >= readyAt)} calls, " +
-            $"first success {recovery.TotalSeconds:0.00} s after restart; heads lost 0");
+            $"first success {recovery.TotalSeconds:0.00} s after restart; heads lost 0; " +
+            $"{leaks.Count} failure messages named an exception type or the backbone's internal address");
+        Assert.True(leaks.Count == 0, $"{leaks.Count} client-visible messages expose internals, e.g. \"{leaks.FirstOrDefault()?.Detail}\"");
     }
 
     [Fact]
@@ -186,6 +195,7 @@ public sealed class FaultTests(ReliabilityFixture fixture, ITestOutputHelper out
             // deployment or a failing disk would.
             CopyVersionDamaged(headDir, good, version, damage);
             PointActive(headDir, version);
+            await WaitUntilEveryReplicaSeesPointerAsync(name, version, TimeSpan.FromSeconds(15));
             var served = new List<int>();
             for (var i = 0; i < 6; i++)
             {
@@ -356,6 +366,20 @@ public sealed class FaultTests(ReliabilityFixture fixture, ITestOutputHelper out
         var weightsFile = (string)manifest["weightsFile"]!;
         File.WriteAllBytes(Path.Combine(temp, weightsFile), damage(File.ReadAllBytes(Path.Combine(source, weightsFile))));
         Directory.Move(temp, Path.Combine(headDir, $"v{to}"));
+    }
+
+    /// <summary>Replicas see registry changes within their rescan interval (1 s here) or at once through inotify.</summary>
+    private async Task WaitUntilEveryReplicaSeesPointerAsync(string name, int version, TimeSpan limit)
+    {
+        var clock = Stopwatch.StartNew();
+        foreach (var replica in Stack.HeadReplicas)
+        {
+            while ((await ReliabilityStack.HeadsClient(replica).GetHeadAsync(new GetHeadRequest { Name = name }, deadline: DateTime.UtcNow + ReliabilityFixture.CallDeadline)).PointerVersion != version)
+            {
+                Assert.True(clock.Elapsed < limit, $"replica :{replica.GrpcPort} did not see the active pointer move to v{version} within {limit.TotalSeconds} s");
+                await Task.Delay(50);
+            }
+        }
     }
 
     private static void PointActive(string headDir, int version)

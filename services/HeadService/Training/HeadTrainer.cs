@@ -248,8 +248,11 @@ public sealed class HeadTrainer(IOptions<HeadOptions> options)
         }
         var classes = output.argmax(1).data<long>().ToArray().Select(c => (int)c).ToArray();
         var truth = metricRows.Select(i => data.Classes![i]).ToArray();
-        var majority = trainRows.GroupBy(i => data.Classes![i]).OrderByDescending(g => g.Count()).ThenBy(g => g.Key).First().Key;
-        return ClassificationMetrics(classes, truth, data.Labels, majority);
+        // Every class tied for the most training rows is a "majority class"; with balanced data that is all of them,
+        // and picking one by index would make the baseline an accident of the validation split.
+        var counts = trainRows.GroupBy(i => data.Classes![i]).ToDictionary(g => g.Key, g => g.Count());
+        var top = counts.Values.Max();
+        return ClassificationMetrics(classes, truth, data.Labels, counts.Where(c => c.Value == top).Select(c => c.Key).ToArray());
     }
 
     /// <summary>MAE, RMSE, R² and the MAE of always predicting the training mean.</summary>
@@ -278,7 +281,7 @@ public sealed class HeadTrainer(IOptions<HeadOptions> options)
 
     /// <summary>Accuracy, per-class precision and recall, the confusion matrix (row = truth) and the accuracy of
     /// always predicting the training majority class.</summary>
-    public static HeadMetricsRecord ClassificationMetrics(IReadOnlyList<int> predicted, IReadOnlyList<int> truth, IReadOnlyList<string> labels, int majorityClass)
+    public static HeadMetricsRecord ClassificationMetrics(IReadOnlyList<int> predicted, IReadOnlyList<int> truth, IReadOnlyList<string> labels, params int[] majorityClasses)
     {
         var k = labels.Count;
         var confusion = new int[k * k];
@@ -298,7 +301,10 @@ public sealed class HeadTrainer(IOptions<HeadOptions> options)
         return new HeadMetricsRecord
         {
             Accuracy = truth.Count > 0 ? (double)correct / truth.Count : 0,
-            BaselineAccuracy = truth.Count > 0 ? (double)truth.Count(t => t == majorityClass) / truth.Count : 0,
+            // Expected accuracy of always predicting one training-majority class (averaged over ties).
+            BaselineAccuracy = truth.Count > 0 && majorityClasses.Length > 0
+                ? majorityClasses.Average(m => (double)truth.Count(t => t == m)) / truth.Count
+                : 0,
             PerClass = perClass,
             ConfusionMatrix = confusion,
         };

@@ -43,13 +43,54 @@ public sealed class BackboneFactory(IReadOnlyDictionary<string, string?>? settin
         MaxSendMessageSize = null,
     });
 
-    /// <summary>Sum of a Prometheus series (all label sets) from the service's /metrics endpoint.</summary>
-    public async Task<double> ReadMetricAsync(string series)
+    private HostMeterTotals? _meterTotals;
+
+    /// <summary>Total of a counter (Prometheus name, e.g. <c>graft_backbone_inferences_total</c>) recorded by
+    /// <em>this</em> host since the first read. Several hosts share this test process, and OpenTelemetry's
+    /// process-wide exporter merges same-named instruments across them, so the /metrics text of one host can show
+    /// another's counts; a listener scoped to this host's <see cref="System.Diagnostics.Metrics.IMeterFactory"/>
+    /// cannot. (The real /metrics exposition is checked against a separate process in <c>RealSocketTests</c>.)</summary>
+    public Task<double> ReadMetricAsync(string series)
     {
-        using var http = CreateClient();
-        var text = await http.GetStringAsync("/metrics");
-        return Metrics.Sum(text, series);
+        _meterTotals ??= new HostMeterTotals(Services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>());
+        return Task.FromResult(_meterTotals.Read(series));
     }
+
+    protected override void Dispose(bool disposing)
+    {
+        _meterTotals?.Dispose();
+        base.Dispose(disposing);
+    }
+}
+
+/// <summary>Accumulates the counters of the meters one <see cref="System.Diagnostics.Metrics.IMeterFactory"/> created.</summary>
+internal sealed class HostMeterTotals : IDisposable
+{
+    private readonly System.Diagnostics.Metrics.MeterListener _listener = new();
+    private readonly ConcurrentDictionary<string, double> _totals = new();
+
+    public HostMeterTotals(System.Diagnostics.Metrics.IMeterFactory scope)
+    {
+        _listener.InstrumentPublished = (instrument, listener) =>
+        {
+            if (ReferenceEquals(instrument.Meter.Scope, scope)) listener.EnableMeasurementEvents(instrument);
+        };
+        _listener.SetMeasurementEventCallback<long>((instrument, value, _, _) => Add(instrument.Name, value));
+        _listener.SetMeasurementEventCallback<int>((instrument, value, _, _) => Add(instrument.Name, value));
+        _listener.SetMeasurementEventCallback<double>((instrument, value, _, _) => Add(instrument.Name, value));
+        _listener.Start();
+    }
+
+    /// <summary>Prometheus counter name → instrument name: <c>graft_backbone_cache_hits_total</c> → <c>graft.backbone.cache.hits</c>.</summary>
+    public double Read(string series)
+    {
+        var name = (series.EndsWith("_total", StringComparison.Ordinal) ? series[..^"_total".Length] : series).Replace('_', '.');
+        return _totals.TryGetValue(name, out var total) ? total : 0;
+    }
+
+    private void Add(string instrument, double value) => _totals.AddOrUpdate(instrument, value, (_, total) => total + value);
+
+    public void Dispose() => _listener.Dispose();
 }
 
 /// <summary>Reads Prometheus text exposition.</summary>

@@ -99,7 +99,7 @@ public sealed class HeadTrainerTests
     {
         // truth:     a a a b b c
         // predicted: a a b b c c
-        var m = HeadTrainer.ClassificationMetrics([0, 0, 1, 1, 2, 2], [0, 0, 0, 1, 1, 2], ["a", "b", "c"], majorityClass: 0);
+        var m = HeadTrainer.ClassificationMetrics([0, 0, 1, 1, 2, 2], [0, 0, 0, 1, 1, 2], ["a", "b", "c"], majorityClasses: 0);
 
         Assert.Equal([2, 1, 0, 0, 1, 1, 0, 0, 1], m.ConfusionMatrix);
         Assert.Equal(4.0 / 6, m.Accuracy, 9);
