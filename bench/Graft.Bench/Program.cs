@@ -42,6 +42,19 @@ if (pairedIndex >= 0)
     return;
 }
 
+if (Array.IndexOf(args, "--rescore-mlnet") is var rescoreIndex and >= 0)
+{
+    // Re-runs the ML.NET trainers on the features a run saved (bench/out/work) and re-renders that run's results.
+    var dir = Path.GetFullPath(args[rescoreIndex + 1]);
+    var saved = JsonSerializer.Deserialize<Results>(File.ReadAllText(Path.Combine(dir, "results.json")), json)!;
+    new Runner(quick ? BenchPlan.Quick : BenchPlan.Full, repoRoot, Path.Combine(benchDir, "out"), false,
+        line => Console.WriteLine($"[{DateTime.Now:HH:mm:ss}] {line}")).RescoreMlNet(saved);
+    File.WriteAllText(Path.Combine(dir, "results.json"), JsonSerializer.Serialize(saved, json));
+    File.WriteAllText(Path.Combine(dir, "RESULTS.md"), ResultsWriter.Render(saved, Plots.Write(saved, dir)));
+    Console.WriteLine($"re-scored ML.NET in {Path.Combine(dir, "RESULTS.md")}");
+    return;
+}
+
 var runner = new Runner(quick ? BenchPlan.Quick : BenchPlan.Full, repoRoot, Path.Combine(benchDir, "out"), withServices,
     line => Console.WriteLine($"[{DateTime.Now:HH:mm:ss}] {line}"));
 var results = await runner.RunAsync();

@@ -44,6 +44,8 @@ public sealed class Results
     public double? MlNetClassifierSeconds { get; set; }
     public double? MlNetRegressorMae { get; set; }
     public double? MlNetRegressorSeconds { get; set; }
+    /// <summary>MAE of predicting the training mean length of the class ML.NET's classifier picked: what class confusions alone cost.</summary>
+    public double? PredictedClassMeanMae { get; set; }
     public double NoiseFloorExpectedMae { get; set; }
     public double NoiseFloorOracleMae { get; set; }
     public double? CnnAccuracy { get; set; }
@@ -54,6 +56,9 @@ public sealed class Results
     /// <summary>Rounds of raw ORT b16, Gateway Predict c16 and the ML.NET pipeline back to back (see <c>--paired</c>).</summary>
     public List<PairedRound> Paired { get; } = [];
     public double PairedLoadAverage { get; set; }
+    /// <summary>Profile of the 10-head cost: HeadService Predict alone on one feature vector, 1 head against 10 (concurrency 1).</summary>
+    public LatencyStats? HeadsOnlyOne { get; set; }
+    public LatencyStats? HeadsOnlyTen { get; set; }
 
     public List<string> Notes { get; } = [];
     public List<string> Pending { get; } = [];

@@ -44,6 +44,7 @@ public sealed class Runner(BenchPlan plan, string repoRoot, string outDirectory,
         spec.BackboneFingerprint = (await calls.ExtractAsync(seed[0])).Fingerprint;
         await calls.TrainOnFeaturesAsync(spec, rows);
         string[] heads = ["paired-head"];
+        await ProfileHeadCostAsync(results, stack, spec, rows);
         using var model = ResNet18.Load();
         foreach (var image in FreshImages(16)) await calls.PredictAsync(image, heads);
         var pool = FreshImages(16);
@@ -61,6 +62,59 @@ public sealed class Runner(BenchPlan plan, string repoRoot, string outDirectory,
             log($"paired round {round + 1}: raw ORT b16 {imagesPerRound / r.RawOrt16Seconds:F1}, Predict c16 {imagesPerRound / r.Predict16Seconds:F1}, ML.NET {imagesPerRound / r.MlNetSeconds:F1} img/s");
         }
         results.PairedLoadAverage = (loadStart + MachineInfoReader.LoadAverage()) / 2;
+    }
+
+    /// <summary>Re-runs only the ML.NET trainers on the feature files a run saved in bench/out/work (no service, no new features).</summary>
+    public void RescoreMlNet(Results results)
+    {
+        var testPath = Path.Combine(_work, "features-test.bin");
+        foreach (var perClass in plan.CurvePerClass.Append(plan.TrainPerClass).Distinct().Order())
+        {
+            var ml = MlNet.RunTrainers(Path.Combine(_work, $"features-train-{perClass}.bin"), testPath);
+            if (perClass == plan.TrainPerClass)
+            {
+                results.MlNetClassifierAccuracy = ml.ClassifierAccuracy;
+                results.MlNetClassifierSeconds = ml.ClassifierTrainSeconds;
+                results.MlNetRegressorMae = ml.RegressorMae;
+                results.MlNetRegressorSeconds = ml.RegressorTrainSeconds;
+                results.PredictedClassMeanMae = ml.PredictedClassMeanMae;
+            }
+            var index = results.Curve.FindIndex(p => p.PerClass == perClass);
+            if (index >= 0) results.Curve[index] = results.Curve[index] with { MlNet = ml.ClassifierAccuracy };
+            log($"ML.NET rescored, {perClass}/class: {ml.ClassifierAccuracy:P1}");
+        }
+    }
+
+    /// <summary>Where the 10-head cost goes: HeadService Predict alone, on one feature vector, 1 head against 10 alternating.</summary>
+    private async Task ProfileHeadCostAsync(Results results, GraftStack stack, HeadSpec template, List<V1.FeatureRow> rows)
+    {
+        var names = new List<string> { template.Name };
+        for (var k = 1; k < 10; k++)
+        {
+            var spec = template.Clone();
+            spec.Name = $"profile-{k}";
+            await new GraftCalls(stack).TrainOnFeaturesAsync(spec, rows);
+            names.Add(spec.Name);
+        }
+        var one = new List<double>();
+        var ten = new List<double>();
+        var request = (bool all) =>
+        {
+            var r = new HeadPredictRequest { BackboneFingerprint = template.BackboneFingerprint, TopK = 1 };
+            r.Features.AddRange(rows[0].Features);
+            r.Heads.AddRange(all ? names : names.Take(1));
+            return r;
+        };
+        for (var i = 0; i < 40; i++) await stack.Heads.PredictAsync(request(i % 2 == 1)); // warm-up: load every head
+        for (var i = 0; i < 600; i++)
+        {
+            var start = Stopwatch.GetTimestamp();
+            await stack.Heads.PredictAsync(request(i % 2 == 1));
+            (i % 2 == 1 ? ten : one).Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
+        }
+        results.HeadsOnlyOne = LatencyStats.From(one, one.Sum() / 1000, one.Count);
+        results.HeadsOnlyTen = LatencyStats.From(ten, ten.Sum() / 1000, ten.Count);
+        log($"HeadService Predict alone: 1 head p50 {results.HeadsOnlyOne.P50Ms:F2} ms, 10 heads p50 {results.HeadsOnlyTen.P50Ms:F2} ms");
     }
 
     public async Task<Results> RunAsync()
@@ -276,6 +330,7 @@ public sealed class Runner(BenchPlan plan, string repoRoot, string outDirectory,
                 results.MlNetClassifierSeconds = ml.ClassifierTrainSeconds;
                 results.MlNetRegressorMae = ml.RegressorMae;
                 results.MlNetRegressorSeconds = ml.RegressorTrainSeconds;
+                results.PredictedClassMeanMae = ml.PredictedClassMeanMae;
             }
             double? graft = curveHeads.TryGetValue(perClass, out var head) ? Accuracy(head) : null;
             double? probe = perClass == plan.TrainPerClass ? results.GraftLinearProbeAccuracy : null;

@@ -339,7 +339,7 @@ public sealed class HostileInputTests(ReliabilityFixture fixture, ITestOutputHel
 
     private void Figure(string line)
     {
-        ReliabilityFixture.Figures.Enqueue(line);
+        FigureLog.Add(line);
         output.WriteLine(line);
     }
 }

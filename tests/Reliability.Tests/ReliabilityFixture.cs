@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Diagnostics;
 using Google.Protobuf;
 using Graft.Reliability.Tests.Support;
@@ -32,25 +31,29 @@ public sealed class ReliabilityFixture : IAsyncLifetime
 
     public V1.Gateway.GatewayClient Client => Stack.GatewayClient;
 
-    /// <summary>Figures every test reports (requests served, failed, recovered, lost...), written out at the end.</summary>
-    public static ConcurrentQueue<string> Figures { get; } = new();
-
     public async Task InitializeAsync()
     {
         var clock = Stopwatch.StartNew();
         Stack = await ReliabilityStack.StartAsync();
-        Figures.Enqueue($"stack start (4 processes): {clock.Elapsed.TotalSeconds:0.0} s");
+        FigureLog.Add($"stack start (4 processes): {clock.Elapsed.TotalSeconds:0.0} s");
         clock.Restart();
-        await TrainAsync(new HeadSpec { Name = Classifier, Kind = HeadKind.Classifier, Epochs = 15, Seed = 7 }, Train.Select(Labelled));
-        await TrainAsync(new HeadSpec { Name = Regressor, Kind = HeadKind.Regressor, Epochs = 15, Seed = 7 }, Train.Select(Measured));
-        Figures.Enqueue($"initial heads trained through the gateway ({Train.Count} images each): {clock.Elapsed.TotalSeconds:0.0} s");
+        foreach (var (spec, examples) in new[]
+        {
+            (new HeadSpec { Name = Classifier, Kind = HeadKind.Classifier, Epochs = 15, Seed = 7 }, Train.Select(Labelled)),
+            (new HeadSpec { Name = Regressor, Kind = HeadKind.Regressor, Epochs = 15, Seed = 7 }, Train.Select(Measured)),
+        })
+        {
+            var progress = await TrainAsync(spec, examples);
+            if (progress.LastOrDefault()?.Phase != TrainPhase.Published)
+            {
+                throw new InvalidOperationException($"Training the suite's head '{spec.Name}' did not publish.\n{Stack.Diagnostics()}");
+            }
+        }
+        FigureLog.Add($"initial heads trained through the gateway ({Train.Count} images each): {clock.Elapsed.TotalSeconds:0.0} s");
     }
 
     public async Task DisposeAsync()
     {
-        var path = Environment.GetEnvironmentVariable("GRAFT_RELIABILITY_FIGURES")
-            ?? Path.Combine(AppContext.BaseDirectory, "reliability-figures.txt");
-        await File.WriteAllLinesAsync(path, Figures);
         if (Stack is not null)
         {
             await Stack.DisposeAsync();

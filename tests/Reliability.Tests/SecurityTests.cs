@@ -124,10 +124,25 @@ public sealed class SecurityTests(ReliabilityFixture fixture, ITestOutputHelper 
     }
 
     [Fact]
-    public async Task A_dead_downstream_is_reported_as_unavailable_without_exception_names_or_internal_addresses()
+    public async Task A_downstream_that_hangs_up_or_is_not_there_is_reported_as_unavailable_without_exception_names_or_internal_addresses()
     {
-        // Arrange: a second gateway whose backbone and heads addresses have nothing listening.
-        var (deadBackbone, deadHeads) = (FreePorts.Next(), FreePorts.Next());
+        // Arrange: a second gateway whose backbone accepts TCP connections and hangs up once the client speaks (the
+        // subchannel looks connected, then the call fails inside the gRPC client) and whose heads address has nothing
+        // listening.
+        using var hangUp = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        hangUp.Start();
+        using var stopHangingUp = new CancellationTokenSource();
+        var hangingUp = Task.Run(async () =>
+        {
+            while (!stopHangingUp.IsCancellationRequested)
+            {
+                // Hang up once the client has spoken, so the connection looked fine until the call started.
+                using var socket = await hangUp.AcceptSocketAsync(stopHangingUp.Token);
+                await socket.ReceiveAsync(new byte[1024], System.Net.Sockets.SocketFlags.None, stopHangingUp.Token);
+                socket.Close(0);
+            }
+        });
+        var (deadBackbone, deadHeads) = (((System.Net.IPEndPoint)hangUp.LocalEndpoint).Port, FreePorts.Next());
         await using var gateway = new ServiceProcess(GraftService.Gateway, FreePorts.Next(), FreePorts.Next(), new Dictionary<string, string>
         {
             ["ASPNETCORE_ENVIRONMENT"] = "Production",
@@ -143,6 +158,9 @@ public sealed class SecurityTests(ReliabilityFixture fixture, ITestOutputHelper 
             () => client.PredictAsync(new PredictRequest { Image = fixture.TestImage() }, deadline: Deadline()).ResponseAsync, "predict with the backbone down");
         var list = await Statuses.ExpectAsync(StatusCode.Unavailable,
             () => client.ListHeadsAsync(new ListHeadsRequest(), deadline: Deadline()).ResponseAsync, "list with the heads down");
+
+        await stopHangingUp.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => hangingUp);
 
         // Assert: the client learns what is down and what to do, not the gateway's internals.
         foreach (var e in new[] { predict, list })
@@ -167,7 +185,7 @@ public sealed class SecurityTests(ReliabilityFixture fixture, ITestOutputHelper 
 
     private void Figure(string line)
     {
-        ReliabilityFixture.Figures.Enqueue(line);
+        FigureLog.Add(line);
         output.WriteLine(line);
     }
 }

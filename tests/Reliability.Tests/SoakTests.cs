@@ -72,7 +72,7 @@ public sealed class SoakTests(ReliabilityFixture fixture, ITestOutputHelper outp
         var line = $"soak {seconds} s: {outcomes.Count} predicts (2 heads each) from 3 clients, served {outcomes.Count - failures.Count}, failed {failures.Count}; " +
             $"{trains.Count} trainings published {trains.Count(t => t.Outcome == "Published")}; p50 {PredictLoad.Quantile(outcomes, 0.5):0} ms; " +
             $"p99 first half {firstP99:0} ms, second half {secondP99:0} ms; RSS start -> middle -> end: {memory}";
-        ReliabilityFixture.Figures.Enqueue(line);
+        FigureLog.Add(line);
         output.WriteLine(line);
         Assert.True(failures.Count == 0, $"{failures.Count} predicts failed, e.g. {failures.FirstOrDefault()?.Code}: {failures.FirstOrDefault()?.Detail}");
         Assert.All(trains, t => Assert.Equal("Published", t.Outcome));

@@ -11,7 +11,7 @@ public sealed class MlNetProcess(string dllPath, string workDirectory)
     public sealed record PipelineResult(int Images, double Seconds, double ImagesPerSecond, double WarmupSeconds, int FeatureDimension);
 
     public sealed record TrainerResult(int TrainRows, int TestRows, int Dimension, double ClassifierAccuracy,
-        double ClassifierTrainSeconds, double RegressorMae, double RegressorTrainSeconds);
+        double ClassifierTrainSeconds, double RegressorMae, double RegressorTrainSeconds, double PredictedClassMeanMae);
 
     /// <summary>Writes the images as PNG files (as ML.NET's LoadImages wants them) with an index, and times the pipeline.</summary>
     public PipelineResult RunPipeline(IReadOnlyList<FashionImage> images, IReadOnlyList<double> lengths, string? featuresOut = null)

@@ -128,8 +128,8 @@ public static class ResultsWriter
                 md.AppendLine(Inv($"| {i + 1} | {p.Images / p.RawOrt16Seconds:F1} | {p.Images / p.Predict16Seconds:F1} | {p.Images / p.MlNetSeconds:F1} | {p.RawOrt16Seconds / p.Predict16Seconds:F2} | {p.MlNetSeconds / p.Predict16Seconds:F2} | {p.Predict16MeanBatch:F1} |"));
             }
             var n = r.Paired.Sum(p => p.Images);
-            double raw = r.Paired.Sum(p => p.RawOrt16Seconds), pred = r.Paired.Sum(p => p.Predict16Seconds), ml = r.Paired.Sum(p => p.MlNetSeconds);
-            md.AppendLine(Inv($"| **all** | **{n / raw:F1}** | **{n / pred:F1}** | **{n / ml:F1}** | **{raw / pred:F2}** | **{ml / pred:F2}** | |"));
+            double raw = r.Paired.Sum(p => p.RawOrt16Seconds), pred = r.Paired.Sum(p => p.Predict16Seconds), mlSeconds = r.Paired.Sum(p => p.MlNetSeconds);
+            md.AppendLine(Inv($"| **all** | **{n / raw:F1}** | **{n / pred:F1}** | **{n / mlSeconds:F1}** | **{raw / pred:F2}** | **{mlSeconds / pred:F2}** | |"));
             md.AppendLine();
         }
 
@@ -152,6 +152,17 @@ public static class ResultsWriter
         }
         else md.AppendLine("pending");
         md.AppendLine();
+        if (r.HeadsOnlyOne is { } h1 && r.HeadsOnlyTen is { } h10)
+        {
+            md.AppendLine("Profile of the difference: HeadService `Predict` alone on one 512-d feature vector (no image, no backbone), " +
+                          "1 head against 10 alternating, concurrency 1 (from the `--paired` session):");
+            md.AppendLine();
+            md.AppendLine("| heads | calls | p50 ms | p95 ms | mean ms |");
+            md.AppendLine("| --- | --- | --- | --- | --- |");
+            md.AppendLine(Inv($"| 1 | {h1.Count} | {h1.P50Ms:F2} | {h1.P95Ms:F2} | {h1.MeanMs:F2} |"));
+            md.AppendLine(Inv($"| 10 | {h10.Count} | {h10.P50Ms:F2} | {h10.P95Ms:F2} | {h10.MeanMs:F2} |"));
+            md.AppendLine();
+        }
 
         md.AppendLine("### 5. Head training time");
         md.AppendLine();
@@ -231,6 +242,7 @@ public static class ResultsWriter
         md.AppendLine(Inv($"| class-mean oracle on these very draws | {r.NoiseFloorOracleMae:F2} | {r.NoiseFloorOracleMae / r.NoiseFloorExpectedMae:F2} |"));
         md.AppendLine($"| Graft regressor head (512→256→1) | {F(r.GraftRegressorMae, 2)} | {F(r.GraftRegressorMae / r.NoiseFloorExpectedMae, 2)} |");
         md.AppendLine($"| ML.NET Sdca on the same features | {F(r.MlNetRegressorMae, 2)} | {F(r.MlNetRegressorMae / r.NoiseFloorExpectedMae, 2)} |");
+        md.AppendLine($"| reference: training mean length of the class ML.NET's classifier picked ({P(r.MlNetClassifierAccuracy)} accurate) | {F(r.PredictedClassMeanMae, 2)} | {F(r.PredictedClassMeanMae / r.NoiseFloorExpectedMae, 2)} |");
         md.AppendLine();
 
         md.AppendLine("### Accuracy as training images per class grow");

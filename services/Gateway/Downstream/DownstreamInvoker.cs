@@ -38,15 +38,17 @@ public sealed partial class DownstreamInvoker
     /// <summary>Records one attempt of a call made outside the pipelines (streaming calls).</summary>
     public void Record(string method, StatusCode status, TimeSpan elapsed) => _metrics.Record(_downstream, method, status.ToString(), elapsed.TotalSeconds);
 
-    /// <summary>The client-facing form of a downstream failure.</summary>
+    /// <summary>The client-facing form of a downstream failure. A status the gRPC client made up itself (it carries a
+    /// DebugException: connection refused, reset...) names exception types and internal addresses, so only its gist is
+    /// passed on; the full text is logged.</summary>
     public RpcException Translate(RpcException e) => e.StatusCode switch
     {
         StatusCode.Unavailable => new RpcException(new Status(StatusCode.Unavailable,
-            $"The {_downstream} service is unavailable ({e.Status.Detail}); retry shortly.")),
+            $"The {_downstream} service is unavailable ({(e.Status.DebugException is null ? e.Status.Detail : "it could not be reached")}); retry shortly.")),
         StatusCode.DeadlineExceeded => new RpcException(new Status(StatusCode.DeadlineExceeded,
             $"The deadline expired while waiting for the {_downstream} service.")),
         StatusCode.Internal or StatusCode.Unknown => new RpcException(new Status(e.StatusCode,
-            $"The {_downstream} service failed: {e.Status.Detail}")),
+            $"The {_downstream} service failed: {(e.Status.DebugException is null ? e.Status.Detail : "the call broke off")}")),
         // INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, RESOURCE_EXHAUSTED...: the downstream's words are the answer.
         _ => new RpcException(new Status(e.StatusCode, e.Status.Detail)),
     };

@@ -105,13 +105,17 @@ public sealed class ReliabilityStack : IAsyncDisposable
         {
             await process.DisposeAsync();
         }
-        try
+        // A killed replica's last rescan may still be touching the registry for a moment; retry briefly.
+        for (var attempt = 0; attempt < 5 && Directory.Exists(WorkDirectory); attempt++)
         {
-            Directory.Delete(WorkDirectory, recursive: true);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            // A temp folder left behind harms nobody.
+            try
+            {
+                Directory.Delete(WorkDirectory, recursive: true);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                await Task.Delay(200);
+            }
         }
     }
 
