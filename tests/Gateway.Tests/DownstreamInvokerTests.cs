@@ -49,6 +49,29 @@ public sealed class DownstreamInvokerTests
     }
 
     [Fact]
+    public async Task Failed_attempts_that_a_retry_absorbs_do_not_open_the_breaker()
+    {
+        // Arrange: two replicas, one dead: every call's first attempt lands on the dead one, the retry on the live one.
+        var invoker = CreateInvoker(new GatewayOptions
+        {
+            MaxRetries = 2, RetryBaseDelay = TimeSpan.Zero, BreakerFailureRatio = 0.5, BreakerMinimumThroughput = 2,
+            BreakerBreakDuration = TimeSpan.FromMinutes(1),
+        });
+        var attempts = 0;
+
+        // Act
+        var replies = new List<string>();
+        for (var i = 0; i < 20; i++)
+        {
+            replies.Add(await invoker.IdempotentAsync("Predict", _ => ++attempts % 2 == 1 ? Unavailable() : Succeeded("ok"), CancellationToken.None));
+        }
+
+        // Assert: every call succeeded, each after one failed attempt, and the breaker never refused one.
+        Assert.All(replies, r => Assert.Equal("ok", r));
+        Assert.Equal(40, attempts);
+    }
+
+    [Fact]
     public async Task A_request_error_passes_through_with_its_status_and_message_and_is_not_retried()
     {
         // Arrange
@@ -123,6 +146,9 @@ public sealed class DownstreamInvokerTests
             _ => throw new RpcException(new Status(StatusCode.Cancelled, "Call canceled by the client.")), TaskScheduler.Default);
         return new(reply, Task.FromResult(new Metadata()), () => Status.DefaultCancelled, () => [], () => { });
     }
+
+    private static AsyncUnaryCall<string> Succeeded(string reply) => new(
+        Task.FromResult(reply), Task.FromResult(new Metadata()), () => Status.DefaultSuccess, () => [], () => { });
 
     private static AsyncUnaryCall<string> Failed(Status status) => new(
         Task.FromException<string>(new RpcException(status)), Task.FromResult(new Metadata()), () => status, () => [], () => { });

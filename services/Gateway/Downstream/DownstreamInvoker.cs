@@ -13,16 +13,18 @@ namespace Graft.Gateway;
 public sealed partial class DownstreamInvoker
 {
     private readonly string _downstream;
-    private readonly ResiliencePipeline _guarded;
+    private readonly ResiliencePipeline _breaker;
     private readonly ResiliencePipeline _retrying;
+    private readonly ResiliencePipeline _once;
     private readonly DownstreamMetrics _metrics;
     private readonly ILogger _logger;
 
     public DownstreamInvoker(string downstream, ResiliencePipelineProvider<string> pipelines, DownstreamMetrics metrics, ILogger logger)
     {
         _downstream = downstream;
-        _guarded = pipelines.GetPipeline(ResilienceSetup.GuardKey(downstream));
+        _breaker = pipelines.GetPipeline(ResilienceSetup.BreakerKey(downstream));
         _retrying = pipelines.GetPipeline(ResilienceSetup.RetryKey(downstream));
+        _once = pipelines.GetPipeline(ResilienceSetup.OnceKey(downstream));
         _metrics = metrics;
         _logger = logger;
     }
@@ -58,10 +60,9 @@ public sealed partial class DownstreamInvoker
         var attempts = 0;
         try
         {
-            return retry
-                ? await _retrying.ExecuteAsync(
-                    token => _guarded.ExecuteAsync(t => Attempt(method, call, t), token), cancellationToken)
-                : await _guarded.ExecuteAsync(token => Attempt(method, call, token), cancellationToken);
+            var pipeline = retry ? _retrying : _once;
+            return await _breaker.ExecuteAsync(
+                token => pipeline.ExecuteAsync(t => Attempt(method, call, t), token), cancellationToken);
         }
         catch (BrokenCircuitException e)
         {

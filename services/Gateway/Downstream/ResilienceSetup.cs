@@ -8,13 +8,17 @@ using Polly.Timeout;
 
 namespace Graft.Gateway;
 
-/// <summary>Polly pipelines per downstream. The guard (circuit breaker around a per-attempt timeout) wraps every
-/// unary call; the retry pipeline wraps the guard for idempotent calls only, so an open breaker is never retried.</summary>
+/// <summary>Polly pipelines per downstream, composed as breaker( retry( attempt-timeout( call ) ) ) for idempotent
+/// calls and breaker( attempt-timeout( call ) ) for the rest. The breaker sits outside the retries: it counts what a
+/// client would see, so one dead replica among several (whose failed attempts a retry absorbs on another replica)
+/// never opens it, and an open breaker refuses at once, without retrying.</summary>
 public static class ResilienceSetup
 {
-    public static string GuardKey(string downstream) => $"{downstream}:guard";
+    public static string BreakerKey(string downstream) => $"{downstream}:breaker";
 
     public static string RetryKey(string downstream) => $"{downstream}:retry";
+
+    public static string OnceKey(string downstream) => $"{downstream}:once";
 
     /// <summary>Failures that say the downstream, not the request, is at fault.</summary>
     public static bool IsTransient(Exception e) =>
@@ -22,20 +26,18 @@ public static class ResilienceSetup
 
     public static IServiceCollection AddDownstreamResilience(this IServiceCollection services, string downstream)
     {
-        services.AddResiliencePipeline(GuardKey(downstream), (builder, context) =>
+        services.AddResiliencePipeline(BreakerKey(downstream), (builder, context) =>
         {
             var o = context.ServiceProvider.GetRequiredService<IOptions<GatewayOptions>>().Value;
-            builder
-                .AddCircuitBreaker(new CircuitBreakerStrategyOptions
-                {
-                    Name = $"{downstream}-breaker",
-                    FailureRatio = o.BreakerFailureRatio,
-                    MinimumThroughput = o.BreakerMinimumThroughput,
-                    SamplingDuration = o.BreakerSamplingDuration,
-                    BreakDuration = o.BreakerBreakDuration,
-                    ShouldHandle = args => ValueTask.FromResult(args.Outcome.Exception is { } e && IsTransient(e)),
-                })
-                .AddTimeout(new TimeoutStrategyOptions { Name = $"{downstream}-attempt-timeout", Timeout = o.AttemptTimeout });
+            builder.AddCircuitBreaker(new CircuitBreakerStrategyOptions
+            {
+                Name = $"{downstream}-breaker",
+                FailureRatio = o.BreakerFailureRatio,
+                MinimumThroughput = o.BreakerMinimumThroughput,
+                SamplingDuration = o.BreakerSamplingDuration,
+                BreakDuration = o.BreakerBreakDuration,
+                ShouldHandle = args => ValueTask.FromResult(args.Outcome.Exception is { } e && IsTransient(e)),
+            });
         });
         services.AddResiliencePipeline(RetryKey(downstream), (builder, context) =>
         {
@@ -52,6 +54,12 @@ public static class ResilienceSetup
                     ShouldHandle = args => ValueTask.FromResult(args.Outcome.Exception is { } e && IsTransient(e)),
                 });
             }
+            builder.AddTimeout(new TimeoutStrategyOptions { Name = $"{downstream}-attempt-timeout", Timeout = o.AttemptTimeout });
+        });
+        services.AddResiliencePipeline(OnceKey(downstream), (builder, context) =>
+        {
+            var o = context.ServiceProvider.GetRequiredService<IOptions<GatewayOptions>>().Value;
+            builder.AddTimeout(new TimeoutStrategyOptions { Name = $"{downstream}-attempt-timeout", Timeout = o.AttemptTimeout });
         });
         return services;
     }
