@@ -44,6 +44,10 @@ public sealed class BackboneOptions : IValidatableObject
     [Range(0, 1024)]
     public int IntraOpThreads { get; set; }
 
+    /// <summary>Let ONNX Runtime's intra-op threads spin between runs (its own default). Off by default: in a server
+    /// the spinning threads take the cores that decode images and answer gRPC.</summary>
+    public bool AllowSpinning { get; set; }
+
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
         if (ProfilePath is null && Definition is null && !BackboneProfiles.IsBuiltIn(Profile))

@@ -22,7 +22,7 @@ public static class BackboneServiceExtensions
         services.AddSingleton<BackboneMetrics>();
         services.AddSingleton(sp => BackboneProfiles.Resolve(Options(sp), AppContext.BaseDirectory));
         services.AddSingleton(sp => BackboneModel.Load(
-            sp.GetRequiredService<BackboneProfile>(), Options(sp).Device, Options(sp).IntraOpThreads, sp.GetRequiredService<ILogger<BackboneModel>>()));
+            sp.GetRequiredService<BackboneProfile>(), Options(sp).Device, Options(sp).IntraOpThreads, sp.GetRequiredService<ILogger<BackboneModel>>(), Options(sp).AllowSpinning));
         services.AddSingleton(sp => Preprocessor.Create(sp.GetRequiredService<BackboneProfile>(), Options(sp).MaxPixels));
         services.AddSingleton(sp => new DynamicBatcher(
             sp.GetRequiredService<BackboneModel>(), Options(sp).MaxBatchSize, TimeSpan.FromMilliseconds(Options(sp).MaxQueueDelayMs),

@@ -9,7 +9,10 @@ namespace Graft.Backbone.Imaging;
 /// subtract the mean image and/or mean, divide by std.</summary>
 public sealed class Preprocessor
 {
-    private static readonly SKSamplingOptions Sampling = new(SKFilterMode.Linear, SKMipmapMode.Linear);
+    // Mipmaps only pay when shrinking by more than 2x (photos to 224 px), where plain bilinear would alias; building
+    // them for every image costs 3.5 ms of a 4.5 ms upscale from 28x28 (measured), so enlarging skips them.
+    private static readonly SKSamplingOptions Shrinking = new(SKFilterMode.Linear, SKMipmapMode.Linear);
+    private static readonly SKSamplingOptions Enlarging = new(SKFilterMode.Linear, SKMipmapMode.None);
 
     private readonly BackboneProfile _profile;
     private readonly float[]? _meanImage;
@@ -66,7 +69,9 @@ public sealed class Preprocessor
         {
             // Transparent pixels show what a viewer shows: the image over a white page.
             canvas.Clear(SKColors.White);
-            canvas.DrawImage(image, SourceRect(bitmap.Width, bitmap.Height), new SKRect(0, 0, width, height), Sampling, null);
+            var source = SourceRect(bitmap.Width, bitmap.Height);
+            var sampling = source.Width > 2 * width || source.Height > 2 * height ? Shrinking : Enlarging;
+            canvas.DrawImage(image, source, new SKRect(0, 0, width, height), sampling, null);
             canvas.Flush();
         }
 

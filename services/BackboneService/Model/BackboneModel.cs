@@ -60,7 +60,7 @@ public sealed class BackboneModel : IDisposable
 
     /// <summary>Loads, cuts and opens the profile's model on the requested device ("auto", "cpu" or "cuda").</summary>
     /// <exception cref="InvalidOperationException">The model cannot be used, or "cuda" was required and is unavailable.</exception>
-    public static BackboneModel Load(BackboneProfile profile, string device, int intraOpThreads, ILogger logger)
+    public static BackboneModel Load(BackboneProfile profile, string device, int intraOpThreads, ILogger logger, bool allowSpinning = false)
     {
         Log.LoadingModel(logger, profile.Name, profile.ModelPath);
         if (!File.Exists(profile.ModelPath))
@@ -78,7 +78,7 @@ public sealed class BackboneModel : IDisposable
         var cutBytes = model.ToByteArray();
         model = null;
 
-        var (options, provider) = CreateSessionOptions(device, intraOpThreads, logger);
+        var (options, provider) = CreateSessionOptions(device, intraOpThreads, allowSpinning, logger);
         using (options)
         {
             InferenceSession session;
@@ -162,12 +162,15 @@ public sealed class BackboneModel : IDisposable
             : throw new InvalidOperationException($"The model has inputs {string.Join(", ", inputs)}; name the image input in the profile's InputName.");
     }
 
-    private static (SessionOptions Options, string Provider) CreateSessionOptions(string device, int intraOpThreads, ILogger logger)
+    private static (SessionOptions Options, string Provider) CreateSessionOptions(string device, int intraOpThreads, bool allowSpinning, ILogger logger)
     {
         SessionOptions NewOptions()
         {
             var o = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
             if (intraOpThreads > 0) o.IntraOpNumThreads = intraOpThreads;
+            // ORT's intra-op threads spin after each run by default; in a server that steals the cores that decode
+            // and preprocess the next batch and answer gRPC. Measured in bench/BackboneThroughput.
+            if (!allowSpinning) o.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
             return o;
         }
 
