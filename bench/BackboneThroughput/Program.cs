@@ -9,6 +9,7 @@ using Graft.Backbone.Model;
 using Graft.V1;
 using Grpc.Health.V1;
 using Grpc.Net.Client;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 
 var seconds = args.Length > 0 ? double.Parse(args[0], System.Globalization.CultureInfo.InvariantCulture) : 20;
@@ -22,12 +23,18 @@ var preprocessor = Preprocessor.Create(profile, 40_000_000);
 var inputs = images.Take(16).Select(i => preprocessor.Preprocess(i)).ToArray();
 // Decode + preprocess alone, one thread: what every request pays before the model.
 var preprocessOnly = Measure(seconds / 8, () => { foreach (var image in images.Take(16)) preprocessor.Preprocess(image); return 16; });
-double raw1, raw16;
+double raw1, raw16, batcher1;
 using (var model = BackboneModel.Load(profile, "cpu", 0, NullLogger.Instance))
 {
     model.WarmUp();
     raw1 = Measure(seconds / 4, () => { model.Run([inputs[0]]); return 1; });
     raw16 = Measure(seconds / 4, () => { model.Run(inputs); return 16; });
+    // The dynamic batcher in-process, one caller at a time: what batching itself adds to a lone request.
+    var meters = new Microsoft.Extensions.DependencyInjection.ServiceCollection().AddMetrics().BuildServiceProvider()
+        .GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>();
+    await using var batcher = new Graft.Backbone.Batching.DynamicBatcher(model.Run, 16, TimeSpan.FromMilliseconds(2),
+        new Graft.Backbone.Telemetry.BackboneMetrics(meters), NullLogger.Instance);
+    batcher1 = Measure(seconds / 4, () => { batcher.EnqueueAsync(inputs[0], CancellationToken.None).GetAwaiter().GetResult(); return 1; });
 }
 
 // The service process over loopback, cache off so every request runs the model.
@@ -91,6 +98,7 @@ Console.WriteLine($"cores: {Environment.ProcessorCount}, load average: {File.Rea
 Console.WriteLine($"decode+preprocess only   : {preprocessOnly,7:F1} img/s (one thread)");
 Console.WriteLine($"raw ORT batch 1          : {raw1,7:F1} img/s");
 Console.WriteLine($"raw ORT batch 16         : {raw16,7:F1} img/s");
+Console.WriteLine($"batcher in-process, 1   : {batcher1,7:F1} img/s");
 Console.WriteLine($"Extract, 1 caller        : {extract1,7:F1} img/s");
 Console.WriteLine($"Extract, 16 callers      : {extract16,7:F1} img/s");
 Console.WriteLine($"Extract(16) / raw(16)    : {extract16 / raw16,7:F2}");

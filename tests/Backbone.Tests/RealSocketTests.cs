@@ -10,7 +10,8 @@ using Grpc.Net.Client;
 
 namespace Graft.Backbone.Tests;
 
-/// <summary>The built service as its own process, over real loopback sockets: gRPC on one port, metrics on the other.</summary>
+/// <summary>The built service as its own process, started from an unrelated folder, over real loopback sockets: gRPC on
+/// one port, metrics on the other.</summary>
 public sealed class RealSocketTests : IAsyncLifetime
 {
     private readonly int _grpcPort = FreePort();
@@ -24,7 +25,9 @@ public sealed class RealSocketTests : IAsyncLifetime
             Path.Combine("tests", "Backbone.Tests"), Path.Combine("services", "BackboneService"), StringComparison.Ordinal);
         var start = new ProcessStartInfo("dotnet")
         {
-            WorkingDirectory = serviceDir,
+            // Started from another folder, as `dotnet path/to/Graft.BackboneService.dll` often is: the shipped
+            // appsettings.json (HTTP/2-only gRPC endpoint) must apply all the same.
+            WorkingDirectory = Path.GetTempPath(),
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
