@@ -46,7 +46,9 @@ public sealed class Runner(BenchPlan plan, string repoRoot, string outDirectory,
         string[] heads = ["paired-head"];
         await ProfileHeadCostAsync(results, stack, spec, rows);
         using var model = ResNet18.Load();
-        foreach (var image in FreshImages(16)) await calls.PredictAsync(image, heads);
+        // Warm-up: one untimed round at the measured concurrency, so no round pays for JIT tiering or pool growth.
+        var warmUp = FreshImages(imagesPerRound);
+        await MeasureLevelAsync(stack, 16, warmUp.Count, async i => (await calls.PredictAsync(warmUp[i], heads)).CacheHit);
         var pool = FreshImages(16);
         RawOrtBench.Measure(model, pool, 16, 16);
         results.Paired.Clear();
