@@ -33,6 +33,21 @@ public sealed class HeadTrainer(IOptions<HeadOptions> options)
         // Seeded split.
         var order = Enumerable.Range(0, data.Rows).ToArray();
         new Random(unchecked((int)h.Seed ^ (int)(h.Seed >> 32))).Shuffle(order);
+        if (!regressor && data.Classes is { } classes)
+        {
+            // Stratified: reorder so that every prefix holds each class in proportion, and the validation rows (the
+            // prefix) mirror the class mix. A plain random split of balanced data leaves the training-majority class
+            // short in validation, which makes the majority-class baseline meaningless.
+            var perClass = order.GroupBy(i => classes[i]).ToDictionary(g => g.Key, g => g.Count());
+            var seen = new Dictionary<int, int>();
+            var position = new double[data.Rows];
+            foreach (var row in order)
+            {
+                var k = seen[classes[row]] = seen.GetValueOrDefault(classes[row]) + 1;
+                position[row] = (k - 0.5) / perClass[classes[row]];
+            }
+            order = order.OrderBy(row => position[row]).ToArray(); // stable: ties keep the seeded shuffle
+        }
         var validationCount = TrainingSet.ValidationRows(data.Rows, h.ValidationFraction);
         var validationIdx = order[..validationCount];
         var trainIdx = order[validationCount..];

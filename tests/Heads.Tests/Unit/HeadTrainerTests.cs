@@ -24,6 +24,18 @@ public sealed class HeadTrainerTests
     }
 
     [Fact]
+    public void A_classifier_holds_out_every_class_in_proportion_so_the_majority_baseline_means_something()
+    {
+        // 4 balanced classes of 25 rows, 20 % validation: 5 rows of each class, whatever the seed.
+        var settings = Tiny.Settings("strata", HeadKind.Classifier, s => { s.ValidationFraction = 0.2; s.Epochs = 2; s.Seed = 7; });
+
+        var head = Tiny.Trainer().Train(settings, Tiny.Set(settings, Synthetic.Classified(100, 8, 4)), null, CancellationToken.None);
+
+        Assert.All(head.Manifest.Metrics.PerClass, c => Assert.Equal(5, c.Support));
+        Assert.Equal(0.25, head.Manifest.Metrics.BaselineAccuracy, 6);
+    }
+
+    [Fact]
     public void A_different_seed_gives_different_weights()
     {
         var first = Tiny.Settings("det", HeadKind.Regressor, s => s.Seed = 1);
