@@ -72,6 +72,25 @@ public sealed class DownstreamInvokerTests
     }
 
     [Fact]
+    public async Task A_connection_that_breaks_off_mid_call_is_retried_and_reported_as_unavailable_without_its_internals()
+    {
+        // Arrange: the gRPC client reports a broken HTTP/2 connection as INTERNAL, carrying its own exception.
+        var invoker = CreateInvoker(new GatewayOptions { MaxRetries = 2, RetryBaseDelay = TimeSpan.Zero, BreakerMinimumThroughput = 100 });
+        var attempts = 0;
+        var brokenOff = new Status(StatusCode.Internal, "Error starting gRPC call. HttpRequestException: The HTTP/2 server closed the connection (127.0.0.1:5110).",
+            new HttpRequestException("The HTTP/2 server closed the connection."));
+
+        // Act
+        var e = await Assert.ThrowsAsync<RpcException>(() => invoker.IdempotentAsync("Describe", _ => { attempts++; return Failed(brokenOff); }, CancellationToken.None));
+
+        // Assert
+        Assert.Equal(3, attempts);
+        Assert.Equal(StatusCode.Unavailable, e.StatusCode);
+        Assert.DoesNotContain("HttpRequestException", e.Status.Detail);
+        Assert.DoesNotContain("127.0.0.1", e.Status.Detail);
+    }
+
+    [Fact]
     public async Task A_request_error_passes_through_with_its_status_and_message_and_is_not_retried()
     {
         // Arrange

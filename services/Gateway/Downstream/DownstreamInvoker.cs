@@ -45,6 +45,10 @@ public sealed partial class DownstreamInvoker
     /// passed on; the full text is logged.</summary>
     public RpcException Translate(RpcException e) => e.StatusCode switch
     {
+        // A transport failure the client reported as INTERNAL (e.g. the connection broke off mid-call with an HTTP/2
+        // protocol error) means the downstream could not be used, not that it failed the request.
+        _ when ResilienceSetup.IsTransportFailure(e) => new RpcException(new Status(StatusCode.Unavailable,
+            $"The {_downstream} service is unavailable (the connection broke off); retry shortly.")),
         StatusCode.Unavailable => new RpcException(new Status(StatusCode.Unavailable,
             $"The {_downstream} service is unavailable ({(e.Status.DebugException is null ? e.Status.Detail : "it could not be reached")}); retry shortly.")),
         StatusCode.DeadlineExceeded => new RpcException(new Status(StatusCode.DeadlineExceeded,
@@ -79,7 +83,7 @@ public sealed partial class DownstreamInvoker
         }
         catch (RpcException e)
         {
-            if (e.StatusCode == StatusCode.Unavailable)
+            if (e.StatusCode == StatusCode.Unavailable || ResilienceSetup.IsTransportFailure(e))
             {
                 LogUnavailable(_logger, _downstream, method, e.Status.Detail);
             }

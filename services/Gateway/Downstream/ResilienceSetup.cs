@@ -22,7 +22,13 @@ public static class ResilienceSetup
 
     /// <summary>Failures that say the downstream, not the request, is at fault.</summary>
     public static bool IsTransient(Exception e) =>
-        e is TimeoutRejectedException || e is RpcException { StatusCode: StatusCode.Unavailable };
+        e is TimeoutRejectedException || e is RpcException { StatusCode: StatusCode.Unavailable } || (e is RpcException r && IsTransportFailure(r));
+
+    /// <summary>A status the gRPC client made up itself (it carries the client's exception) for a broken connection,
+    /// which it reports as INTERNAL or UNKNOWN; a status sent by the downstream never carries one.</summary>
+    public static bool IsTransportFailure(RpcException e) =>
+        e.StatusCode is StatusCode.Internal or StatusCode.Unknown
+        && e.Status.DebugException is HttpRequestException or IOException or System.Net.Http.HttpProtocolException;
 
     public static IServiceCollection AddDownstreamResilience(this IServiceCollection services, string downstream)
     {
