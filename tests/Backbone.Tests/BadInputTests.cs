@@ -1,5 +1,6 @@
 using Google.Protobuf;
 using Graft.Backbone.Tests.Infrastructure;
+using Graft.Testing;
 using Graft.V1;
 using Grpc.Core;
 using SkiaSharp;
@@ -41,7 +42,7 @@ public sealed class BadInputTests(DefaultBackbone backbone)
     [Fact]
     public async Task A_bad_item_in_a_stream_gets_an_item_error_and_the_other_items_their_features_in_order()
     {
-        var image = ByteString.CopyFrom(File.ReadAllBytes(Samples.Split("test")[11].Path));
+        var image = ByteString.CopyFrom(File.ReadAllBytes(SampleImages.Load("test")[11].Path));
         using var call = backbone.Client.ExtractStream();
 
         await call.RequestStream.WriteAsync(new ExtractStreamRequest { Id = "a", Request = new ExtractRequest { Image = image } });

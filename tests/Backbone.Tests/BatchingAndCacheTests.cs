@@ -3,6 +3,7 @@ using Graft.Backbone.Batching;
 using Graft.Backbone.Model;
 using Graft.Backbone.Telemetry;
 using Graft.Backbone.Tests.Infrastructure;
+using Graft.Testing;
 using Graft.V1;
 using Grpc.Core;
 using Microsoft.Extensions.DependencyInjection;
@@ -21,7 +22,7 @@ public sealed class BatchingAndCacheTests(DefaultBackbone cached, UncachedBackbo
         var services = uncached.Factory.Services;
         var model = services.GetRequiredService<BackboneModel>();
         var preprocessor = services.GetRequiredService<Imaging.Preprocessor>();
-        var inputs = Samples.Split("test").Take(16).Select(s => preprocessor.Preprocess(File.ReadAllBytes(s.Path))).ToList();
+        var inputs = SampleImages.Load("test").Take(16).Select(s => preprocessor.Preprocess(File.ReadAllBytes(s.Path))).ToList();
 
         var batched = model.Run(inputs);
 
@@ -38,7 +39,7 @@ public sealed class BatchingAndCacheTests(DefaultBackbone cached, UncachedBackbo
     public async Task Concurrent_callers_are_run_together_in_batches_with_the_same_features_as_alone()
     {
         var model = uncached.Factory.Services.GetRequiredService<BackboneModel>();
-        var images = Samples.Split("train").Where((_, i) => i % 7 == 0).Take(16).Select(s => File.ReadAllBytes(s.Path)).ToList();
+        var images = SampleImages.Load("train").Where((_, i) => i % 7 == 0).Take(16).Select(s => File.ReadAllBytes(s.Path)).ToList();
         var inferencesBefore = await uncached.Factory.ReadMetricAsync("graft_backbone_inferences_total");
         var batchesBefore = await uncached.Factory.ReadMetricAsync("graft_backbone_batches_total");
 
@@ -119,7 +120,7 @@ public sealed class BatchingAndCacheTests(DefaultBackbone cached, UncachedBackbo
     [Fact]
     public async Task A_call_whose_deadline_has_passed_is_refused_and_the_service_keeps_serving()
     {
-        var image = ByteString.CopyFrom(File.ReadAllBytes(Samples.Split("test")[3].Path));
+        var image = ByteString.CopyFrom(File.ReadAllBytes(SampleImages.Load("test")[3].Path));
 
         var e = await Assert.ThrowsAsync<RpcException>(async () =>
             await uncached.Client.ExtractAsync(new ExtractRequest { Image = image }, deadline: DateTime.UtcNow.AddMilliseconds(-1)));

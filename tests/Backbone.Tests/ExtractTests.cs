@@ -1,5 +1,6 @@
 using Google.Protobuf;
 using Graft.Backbone.Tests.Infrastructure;
+using Graft.Testing;
 using Graft.V1;
 
 namespace Graft.Backbone.Tests;
@@ -10,7 +11,7 @@ public sealed class ExtractTests(DefaultBackbone backbone)
     [Fact]
     public async Task Extract_of_a_sample_image_returns_512_finite_features_and_the_resnet18_fingerprint()
     {
-        var image = await File.ReadAllBytesAsync(Samples.Split("test")[0].Path);
+        var image = await File.ReadAllBytesAsync(SampleImages.Load("test")[0].Path);
 
         var reply = await backbone.Client.ExtractAsync(new ExtractRequest { Image = ByteString.CopyFrom(image) });
 

@@ -1,5 +1,6 @@
 using Google.Protobuf;
 using Graft.Backbone.Tests.Infrastructure;
+using Graft.Testing;
 using Graft.V1;
 using Grpc.Core;
 using SkiaSharp;
@@ -15,7 +16,7 @@ public sealed class FeatureQualityTests(DefaultBackbone backbone, ITestOutputHel
     public async Task An_image_is_closer_to_its_resized_and_cropped_copies_than_to_any_other_image()
     {
         // One image per class, so "other" images are genuinely different.
-        var originals = Samples.Split("test").GroupBy(s => s.Label).Select(g => File.ReadAllBytes(g.First().Path)).ToList();
+        var originals = SampleImages.Load("test").GroupBy(s => s.Label).Select(g => File.ReadAllBytes(g.First().Path)).ToList();
         var features = await ExtractAllAsync(originals);
 
         foreach (var (original, index) in originals.Select((o, i) => (o, i)))
@@ -37,8 +38,8 @@ public sealed class FeatureQualityTests(DefaultBackbone backbone, ITestOutputHel
     public async Task Nearest_centroid_on_features_separates_the_fashion_classes_far_above_chance()
     {
         // Ten training images per class keep the run short; the centroids are already clear.
-        var train = Samples.Split("train").GroupBy(s => s.Label).SelectMany(g => g.Take(10)).ToList();
-        var test = Samples.Split("test");
+        var train = SampleImages.Load("train").GroupBy(s => s.Label).SelectMany(g => g.Take(10)).ToList();
+        var test = SampleImages.Load("test");
         var trainFeatures = await ExtractAllAsync(train.Select(s => File.ReadAllBytes(s.Path)).ToList());
         var testFeatures = await ExtractAllAsync(test.Select(s => File.ReadAllBytes(s.Path)).ToList());
         var centroids = train.Select((s, i) => (s.Label, Features: trainFeatures[i]))

@@ -1,6 +1,7 @@
 using Google.Protobuf;
 using Graft.Backbone.Model;
 using Graft.Backbone.Tests.Infrastructure;
+using Graft.Testing;
 using Graft.V1;
 using Microsoft.ML.OnnxRuntime;
 using Onnx;
@@ -72,7 +73,7 @@ public sealed class GraphCutTests
                 ["Graft:Backbone:ModelPath"] = path,
             });
             var client = factory.CreateBackboneClient();
-            var image = await File.ReadAllBytesAsync(Samples.Split("train")[0].Path);
+            var image = await File.ReadAllBytesAsync(SampleImages.Load("train")[0].Path);
 
             var info = await client.DescribeAsync(new DescribeBackboneRequest());
             var reply = await client.ExtractAsync(new ExtractRequest { Image = ByteString.CopyFrom(image) });

@@ -1,8 +1,7 @@
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 using Google.Protobuf;
 using Graft.Backbone.Tests.Infrastructure;
+using Graft.Testing;
 using Graft.V1;
 using Grpc.Core;
 using Grpc.Health.V1;
@@ -14,15 +13,14 @@ namespace Graft.Backbone.Tests;
 /// one port, metrics on the other.</summary>
 public sealed class RealSocketTests : IAsyncLifetime
 {
-    private readonly int _grpcPort = FreePort();
-    private readonly int _httpPort = FreePort();
+    private readonly int _grpcPort = FreePorts.Next();
+    private readonly int _httpPort = FreePorts.Next();
     private Process? _process;
 
     public Task InitializeAsync()
     {
         // The service's own build output (same configuration as this test build), run the way it is deployed.
-        var serviceDir = AppContext.BaseDirectory.Replace(
-            Path.Combine("tests", "Backbone.Tests"), Path.Combine("services", "BackboneService"), StringComparison.Ordinal);
+        var serviceDll = RepositoryLayout.ServiceDll(GraftService.Backbone);
         var start = new ProcessStartInfo("dotnet")
         {
             // Started from another folder, as `dotnet path/to/Graft.BackboneService.dll` often is: the shipped
@@ -33,7 +31,7 @@ public sealed class RealSocketTests : IAsyncLifetime
         };
         foreach (var arg in new[]
         {
-            Path.Combine(serviceDir, "Graft.BackboneService.dll"),
+            serviceDll,
             $"--Kestrel:Endpoints:Grpc:Url=http://127.0.0.1:{_grpcPort}",
             $"--Kestrel:Endpoints:Http:Url=http://127.0.0.1:{_httpPort}",
             "--Graft:Backbone:Device=cpu",
@@ -65,7 +63,7 @@ public sealed class RealSocketTests : IAsyncLifetime
         using var channel = GrpcChannel.ForAddress($"http://127.0.0.1:{_grpcPort}");
         await WaitUntilServingAsync(channel);
         var client = new V1.Backbone.BackboneClient(channel);
-        var image = ByteString.CopyFrom(File.ReadAllBytes(Samples.Split("test")[42].Path));
+        var image = ByteString.CopyFrom(File.ReadAllBytes(SampleImages.Load("test")[42].Path));
 
         var reply = await client.ExtractAsync(new ExtractRequest { Image = image }, deadline: DateTime.UtcNow.AddMinutes(2));
         var info = await client.DescribeAsync(new DescribeBackboneRequest());
@@ -75,8 +73,9 @@ public sealed class RealSocketTests : IAsyncLifetime
         Assert.Equal(512, reply.Dimension);
         Assert.Equal(info.Fingerprint, reply.Fingerprint);
         Assert.Equal("CPUExecutionProvider", info.ExecutionProvider);
-        Assert.True(Metrics.Sum(metrics, "graft_backbone_inferences_total") >= 1, "graft_backbone_inferences_total missing from /metrics");
-        Assert.True(Metrics.Sum(metrics, "graft_backbone_cache_misses_total") >= 1, "graft_backbone_cache_misses_total missing from /metrics");
+        var exposition = PrometheusText.Parse(metrics);
+        Assert.True(exposition.Sum("graft_backbone_inferences_total") >= 1, "graft_backbone_inferences_total missing from /metrics");
+        Assert.True(exposition.Sum("graft_backbone_cache_misses_total") >= 1, "graft_backbone_cache_misses_total missing from /metrics");
     }
 
     private async Task WaitUntilServingAsync(GrpcChannel channel)
@@ -97,12 +96,5 @@ public sealed class RealSocketTests : IAsyncLifetime
             Assert.True(DateTime.UtcNow < deadline, "the service did not report SERVING within 2 minutes");
             await Task.Delay(200);
         }
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }

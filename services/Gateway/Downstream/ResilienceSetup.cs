@@ -28,7 +28,7 @@ public static class ResilienceSetup
     /// which it reports as INTERNAL or UNKNOWN; a status sent by the downstream never carries one.</summary>
     public static bool IsTransportFailure(RpcException e) =>
         e.StatusCode is StatusCode.Internal or StatusCode.Unknown
-        && e.Status.DebugException is HttpRequestException or IOException or System.Net.Http.HttpProtocolException;
+        && e.Status.DebugException is HttpRequestException or IOException; // HttpProtocolException is an IOException
 
     public static IServiceCollection AddDownstreamResilience(this IServiceCollection services, string downstream)
     {

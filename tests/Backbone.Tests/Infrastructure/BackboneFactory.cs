@@ -93,23 +93,6 @@ internal sealed class HostMeterTotals : IDisposable
     public void Dispose() => _listener.Dispose();
 }
 
-/// <summary>Reads Prometheus text exposition.</summary>
-public static partial class Metrics
-{
-    public static double Sum(string exposition, string series)
-    {
-        var total = 0.0;
-        foreach (Match m in SeriesLine().Matches(exposition))
-        {
-            if (m.Groups["name"].Value == series) total += double.Parse(m.Groups["value"].Value, CultureInfo.InvariantCulture);
-        }
-        return total;
-    }
-
-    [GeneratedRegex(@"^(?<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(?<value>[-+0-9.eE]+|NaN)", RegexOptions.Multiline)]
-    private static partial Regex SeriesLine();
-}
-
 /// <summary>Collects log entries so tests can assert on logged warnings by event id.</summary>
 public sealed class LogSink : ILoggerProvider
 {
@@ -132,19 +115,4 @@ public sealed class LogSink : ILoggerProvider
             if (IsEnabled(logLevel)) sink.Entries.Enqueue((category, logLevel, eventId, formatter(state, exception)));
         }
     }
-}
-
-/// <summary>Where the committed samples live.</summary>
-public static class Samples
-{
-    public static string RepositoryRoot { get; } = typeof(Samples).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>()
-        .Single(a => a.Key == "RepositoryRoot").Value!;
-
-    public static string Fashion => Path.Combine(RepositoryRoot, "samples", "fashion");
-
-    /// <summary>(class, file) pairs of a split ("train" or "test"), in a stable order.</summary>
-    public static IReadOnlyList<(string Label, string Path)> Split(string split) =>
-        Directory.GetDirectories(Path.Combine(Fashion, split)).Order(StringComparer.Ordinal)
-            .SelectMany(dir => Directory.GetFiles(dir, "*.png").Order(StringComparer.Ordinal).Select(f => (Path.GetFileName(dir), f)))
-            .ToList();
 }

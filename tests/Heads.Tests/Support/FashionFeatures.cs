@@ -1,6 +1,6 @@
-using System.Globalization;
 using Google.Protobuf;
 using Graft.Backbone;
+using Graft.Testing;
 using Graft.V1;
 using Grpc.Net.Client;
 using Microsoft.AspNetCore.Hosting;
@@ -43,7 +43,6 @@ public sealed class FashionFeatures : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        var root = FindSamples();
         await using var factory = new WebApplicationFactory<BackboneOptions>().WithWebHostBuilder(b =>
         {
             b.UseSetting("Graft:Backbone:Device", "cpu");
@@ -54,30 +53,27 @@ public sealed class FashionFeatures : IAsyncLifetime
         var info = await client.DescribeAsync(new DescribeBackboneRequest());
         Fingerprint = info.Fingerprint;
         Dimension = info.FeatureDimension;
-        Train = await ExtractAll(client, Path.Combine(root, "train"));
-        Test = await ExtractAll(client, Path.Combine(root, "test"));
+        Train = await ExtractAll(client, "train");
+        Test = await ExtractAll(client, "test");
     }
 
     public Task DisposeAsync() => Task.CompletedTask;
 
-    private async Task<IReadOnlyList<Sample>> ExtractAll(BackboneClient client, string folder)
+    private async Task<IReadOnlyList<Sample>> ExtractAll(BackboneClient client, string split)
     {
-        var lines = (await File.ReadAllLinesAsync(Path.Combine(folder, "lengths.csv"))).Skip(1).Where(l => l.Length > 0).ToList();
         // A few calls in flight let the backbone's dynamic batcher fill batches.
         using var gate = new SemaphoreSlim(8);
-        var samples = await Task.WhenAll(lines.Select(async line =>
+        var samples = await Task.WhenAll(SampleImages.Load(split).Select(async image =>
         {
-            var parts = line.Split(',');
-            var relative = parts[0];
             await gate.WaitAsync();
             try
             {
-                var reply = await client.ExtractAsync(new ExtractRequest { Image = ByteString.CopyFrom(await File.ReadAllBytesAsync(Path.Combine(folder, relative))) });
+                var reply = await client.ExtractAsync(new ExtractRequest { Image = ByteString.CopyFrom(await File.ReadAllBytesAsync(image.Path)) });
                 if (reply.Fingerprint != Fingerprint || reply.Features.Count != Dimension)
                 {
-                    throw new InvalidOperationException($"Backbone answered {relative} with fingerprint {reply.Fingerprint} and {reply.Features.Count} features.");
+                    throw new InvalidOperationException($"Backbone answered {image.Path} with fingerprint {reply.Fingerprint} and {reply.Features.Count} features.");
                 }
-                return new Sample(relative, relative.Split('/')[0], double.Parse(parts[1], CultureInfo.InvariantCulture), reply.Features.ToArray());
+                return new Sample(image.Path, image.Label, image.Length, reply.Features.ToArray());
             }
             finally
             {
@@ -85,19 +81,6 @@ public sealed class FashionFeatures : IAsyncLifetime
             }
         }));
         return samples;
-    }
-
-    private static string FindSamples()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            var candidate = Path.Combine(dir.FullName, "samples", "fashion");
-            if (Directory.Exists(candidate))
-            {
-                return candidate;
-            }
-        }
-        throw new DirectoryNotFoundException("samples/fashion not found above " + AppContext.BaseDirectory);
     }
 }
 
