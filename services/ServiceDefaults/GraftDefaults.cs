@@ -5,11 +5,13 @@ using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Configuration.Json;
+using Microsoft.Extensions.Configuration.Memory;
 using Microsoft.Extensions.FileProviders;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Console;
 using Microsoft.Extensions.Options;
 using OpenTelemetry.Metrics;
 
@@ -40,11 +42,26 @@ public static class GraftDefaults
             });
         }
 
-        builder.Logging.AddSimpleConsole(o =>
+        // One line per event. Not AddSimpleConsole, which pins the formatter: log shippers switch to JSON with
+        // Logging__Console__FormatterName=json (one JSON object per line, UTC ISO 8601 timestamps).
+        builder.Logging.AddConsole();
+        builder.Services.Configure<SimpleConsoleFormatterOptions>(o =>
         {
             o.SingleLine = true;
             o.TimestampFormat = "HH:mm:ss.fff ";
             o.IncludeScopes = false;
+        });
+        builder.Services.Configure<JsonConsoleFormatterOptions>(o =>
+        {
+            o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ";
+            o.UseUtcTimestamp = true;
+            o.IncludeScopes = false;
+        });
+        // The HttpClient handlers behind the Gateway's gRPC clients log four Information lines per call; per-request
+        // lines are the interceptor's job (one per failure). Lowest precedence: appsettings and environment win.
+        builder.Configuration.Sources.Insert(0, new MemoryConfigurationSource
+        {
+            InitialData = new Dictionary<string, string?> { ["Logging:LogLevel:System.Net.Http.HttpClient"] = "Warning" },
         });
 
         var limits = builder.Services.AddValidatedOptions<LimitOptions>(builder.Configuration, LimitOptions.Section);

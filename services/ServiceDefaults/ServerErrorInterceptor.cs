@@ -29,6 +29,7 @@ public sealed partial class ServerErrorInterceptor(RpcMetrics metrics, ILogger<S
     {
         var started = Stopwatch.GetTimestamp();
         var code = StatusCode.OK;
+        string? detail = null;
         try
         {
             return await call();
@@ -36,6 +37,7 @@ public sealed partial class ServerErrorInterceptor(RpcMetrics metrics, ILogger<S
         catch (RpcException e)
         {
             code = e.StatusCode;
+            detail = e.Status.Detail;
             throw;
         }
         catch (OperationCanceledException) when (context.CancellationToken.IsCancellationRequested)
@@ -52,10 +54,45 @@ public sealed partial class ServerErrorInterceptor(RpcMetrics metrics, ILogger<S
         }
         finally
         {
-            metrics.Record(context.Method, code, Stopwatch.GetElapsedTime(started).TotalSeconds);
+            var elapsed = Stopwatch.GetElapsedTime(started);
+            metrics.Record(context.Method, code, elapsed.TotalSeconds);
+            LogOutcome(context.Method, code, elapsed, detail);
+        }
+    }
+
+    /// <summary>One line per failed call (an unhandled exception was logged above with its stack); successful calls
+    /// only at Debug (<c>Logging__LogLevel__Graft.ServiceDefaults=Debug</c>), so a busy service's log stays small.</summary>
+    private void LogOutcome(string method, StatusCode code, TimeSpan elapsed, string? detail)
+    {
+        var ms = Math.Round(elapsed.TotalMilliseconds, 1);
+        switch (code)
+        {
+            case StatusCode.OK:
+                LogSucceeded(logger, method, ms);
+                break;
+            case StatusCode.Internal:
+                break;
+            // Caused by the caller, and answered with a precise status: worth a line, not an alarm.
+            case StatusCode.InvalidArgument or StatusCode.NotFound or StatusCode.AlreadyExists or StatusCode.FailedPrecondition
+                or StatusCode.OutOfRange or StatusCode.Unauthenticated or StatusCode.PermissionDenied or StatusCode.Cancelled
+                or StatusCode.ResourceExhausted:
+                LogRefused(logger, method, code, ms, detail ?? "");
+                break;
+            default:
+                LogFailed(logger, method, code, ms, detail ?? "");
+                break;
         }
     }
 
     [LoggerMessage(EventId = 1000, Level = LogLevel.Error, Message = "Unhandled exception in {Method} (trace id {TraceId})")]
     private static partial void LogUnhandled(ILogger logger, Exception exception, string method, string traceId);
+
+    [LoggerMessage(EventId = 1001, Level = LogLevel.Warning, Message = "{Method} failed with {StatusCode} after {ElapsedMs} ms: {Detail}")]
+    private static partial void LogFailed(ILogger logger, string method, StatusCode statusCode, double elapsedMs, string detail);
+
+    [LoggerMessage(EventId = 1002, Level = LogLevel.Information, Message = "{Method} refused with {StatusCode} after {ElapsedMs} ms: {Detail}")]
+    private static partial void LogRefused(ILogger logger, string method, StatusCode statusCode, double elapsedMs, string detail);
+
+    [LoggerMessage(EventId = 1003, Level = LogLevel.Debug, Message = "{Method} OK after {ElapsedMs} ms")]
+    private static partial void LogSucceeded(ILogger logger, string method, double elapsedMs);
 }

@@ -24,7 +24,7 @@ public static class DemoCommand
         Option<int> rows = new("--rows") { Description = "Held-out predictions to show in the table (0: all). Metrics always use every test image.", DefaultValueFactory = _ => 20 };
         var command = new Command("demo", "Train a length regressor and a category classifier on the bundled samples, predict held-out images, compare with the trivial baselines.")
         {
-            samples, epochs, rows, UpCommand.BasePort, UpCommand.DataDir, UpCommand.Timeout,
+            samples, epochs, rows, UpCommand.BasePort, UpCommand.DataDir, UpCommand.Timeout, UpCommand.LogDir, UpCommand.LogMaxBytes, UpCommand.MaxRestarts,
         };
         command.SetRun(async (parse, ct) =>
         {
@@ -57,7 +57,7 @@ public static class DemoCommand
                 gateway = stack.GatewayAddress;
                 token = stack.AdminToken;
                 backbone = await TryDescribeAsync(gateway, token, ct)
-                    ?? throw new CliException($"The local Gateway at {gateway} reported SERVING but does not answer Describe; see {stack.DataDirectory}/logs.", ExitCodes.Unreachable);
+                    ?? throw new CliException($"The local Gateway at {gateway} reported SERVING but does not answer Describe; see {stack.LogDirectory}.", ExitCodes.Unreachable);
                 timings.Add(("stack: start and warm up", phase.Elapsed));
             }
 

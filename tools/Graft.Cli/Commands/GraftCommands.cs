@@ -14,6 +14,7 @@ public static class GraftCommands
             GlobalOptions.Token,
         };
         root.Subcommands.Add(UpCommand.Create());
+        root.Subcommands.Add(StatusCommand.Create());
         root.Subcommands.Add(DemoCommand.Create());
         root.Subcommands.Add(TrainCommand.Create());
         root.Subcommands.Add(PredictCommand.Create());

@@ -25,28 +25,45 @@ public static class UpCommand
         DefaultValueFactory = _ => 300,
     };
 
+    public static readonly Option<string?> LogDir = new("--log-dir")
+    {
+        Description = "Folder for the service logs (default <data-dir>/logs; e.g. /var/log/graft under systemd).",
+    };
+
+    public static readonly Option<long> LogMaxBytes = new("--log-max-bytes")
+    {
+        Description = "Bound of everything in the log folder together, in bytes; each service's log rolls over to <name>.log.1 at a sixth of it.",
+        DefaultValueFactory = _ => StackSettings.DefaultLogMaxBytes,
+    };
+
+    public static readonly Option<int> MaxRestarts = new("--max-restarts")
+    {
+        Description = "A service that exits on its own is restarted (backoff 0.2 s doubling, at most 30 s); after this many restarts " +
+                      "that each end within 60 s of starting, the stack stops as a crash loop.",
+        DefaultValueFactory = _ => new RestartPolicy().MaxRestarts,
+    };
+
     public static Command Create()
     {
-        var command = new Command("up", "Start Backbone, Heads and Gateway locally and keep them running until Ctrl-C.")
+        var command = new Command("up", "Start Backbone, Heads and Gateway locally, restart any that exits, and keep them running until Ctrl-C or SIGTERM.")
         {
-            BasePort, DataDir, Timeout,
+            BasePort, DataDir, Timeout, LogDir, LogMaxBytes, MaxRestarts,
         };
         command.SetRun(async (parse, ct) =>
         {
             await using var stack = await StartAsync(parse, ct);
             PrintEndpoints(stack);
-            AnsiConsole.MarkupLine($"[green]Graft stack ready[/]: gateway {stack.GatewayAddress.GetLeftPart(UriPartial.Authority)}. Press Ctrl-C to stop.");
-            var exited = await stack.WaitForUnexpectedExitAsync(ct);
-            // Ctrl-C in a terminal reaches the services too (same process group); they may exit before we notice it.
-            if (exited is not null) await Task.Delay(TimeSpan.FromSeconds(1), CancellationToken.None);
-            if (exited is null || ct.IsCancellationRequested)
+            AnsiConsole.MarkupLine($"[green]Graft stack ready[/]: gateway {stack.GatewayAddress.GetLeftPart(UriPartial.Authority)}. `graft status` shows it; Ctrl-C stops it.");
+            try
+            {
+                var message = await stack.Failure.WaitAsync(ct);
+                throw new CliException(message, ExitCodes.Unreachable);
+            }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
             {
                 AnsiConsole.MarkupLine("Stopping Gateway, Heads and Backbone...");
                 return ExitCodes.Ok;
             }
-            throw new CliException(
-                $"{exited.Name} stopped unexpectedly (exit code {exited.Process.ExitCode}); stopping the others. Last lines of {exited.LogPath}:\n{LocalStack.Tail(exited)}",
-                ExitCodes.Unreachable);
         });
         return command;
     }
@@ -60,10 +77,24 @@ public static class UpCommand
             DataDirectory = parse.GetValue(DataDir)!,
             StartTimeout = TimeSpan.FromSeconds(Math.Max(1, parse.GetValue(Timeout))),
             AdminToken = parse.GetValue(GlobalOptions.Token),
+            LogDirectory = parse.GetValue(LogDir),
+            LogMaxBytes = parse.GetValue(LogMaxBytes),
+            Restarts = new RestartPolicy { MaxRestarts = parse.GetValue(MaxRestarts) },
         };
+        if (settings.LogMaxBytes < 64 * 1024)
+            throw new CliException($"--log-max-bytes {settings.LogMaxBytes}: give at least 65536 (64 KiB).", ExitCodes.Usage);
+        if (settings.Restarts.MaxRestarts < 0)
+            throw new CliException($"--max-restarts {settings.Restarts.MaxRestarts}: give 0 (never restart) or more.", ExitCodes.Usage);
         if (settings.BasePort is < 1 or > 65535 - 21)
             throw new CliException($"--base-port {settings.BasePort}: pick a port between 1 and {65535 - 21}.", ExitCodes.Usage);
-        return await LocalStack.StartAsync(settings, line => AnsiConsole.MarkupLine($"[grey]{Markup.Escape(line)}[/]"), ct);
+        return await LocalStack.StartAsync(settings, line => Print(line, "grey"), line => Print(line, "yellow"), ct);
+    }
+
+    /// <summary>A progress or restart line: coloured on a terminal, unwrapped when captured (journald, log files, scripts).</summary>
+    private static void Print(string line, string colour)
+    {
+        if (Console.IsOutputRedirected) Console.Out.WriteLine(line);
+        else AnsiConsole.MarkupLine($"[{colour}]{Markup.Escape(line)}[/]");
     }
 
     public static void PrintEndpoints(LocalStack stack)

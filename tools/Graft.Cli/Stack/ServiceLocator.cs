@@ -6,10 +6,14 @@ namespace Graft.Cli.Stack;
 /// <summary>Finds the built service DLLs and the <c>dotnet</c> host that runs them.</summary>
 public static class ServiceLocator
 {
-    /// <summary>Path of a service's DLL (e.g. "Graft.Gateway"): the path recorded at build time, else a search
-    /// upwards from the CLI for <c>services/&lt;folder&gt;/bin/&lt;configuration&gt;/net10.0/linux-x64</c>.</summary>
+    /// <summary>Path of a service's DLL (e.g. "Graft.Gateway"): in a published folder (<c>deploy/publish.sh</c>) the
+    /// sibling <c>../services/&lt;folder&gt;/</c>; else the path recorded at build time, else a search upwards from the
+    /// CLI for <c>services/&lt;folder&gt;/bin/&lt;configuration&gt;/net10.0/linux-x64</c>.</summary>
     public static string FindServiceDll(string assemblyName, string folder)
     {
+        var published = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "services", folder, assemblyName + ".dll"));
+        if (File.Exists(published)) return published;
+
         var recorded = typeof(ServiceLocator).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>()
             .FirstOrDefault(a => a.Key == "GraftService:" + assemblyName)?.Value;
         if (recorded is not null && File.Exists(recorded)) return recorded;
@@ -27,6 +31,15 @@ public static class ServiceLocator
             $"{assemblyName}.dll was not found{(recorded is null ? "" : $" at {recorded}")}: build the CLI, which builds the services too " +
             "(`dotnet build tools/Graft.Cli -c Release`), or use `dotnet run --project tools/Graft.Cli -c Release -- up`.",
             ExitCodes.Unreachable);
+    }
+
+    /// <summary>The service's own executable when it was published self-contained (a runtime beside it, no
+    /// <c>dotnet</c> needed), else null: run it with <see cref="DotnetHost"/>.</summary>
+    public static string? SelfContainedExecutable(string dll)
+    {
+        var folder = Path.GetDirectoryName(dll)!;
+        var executable = Path.Combine(folder, Path.GetFileNameWithoutExtension(dll));
+        return File.Exists(Path.Combine(folder, "libhostpolicy.so")) && File.Exists(executable) ? executable : null;
     }
 
     /// <summary>The <c>dotnet</c> executable: this process when it is dotnet, else the one that runs this runtime.</summary>
