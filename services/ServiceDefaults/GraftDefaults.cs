@@ -58,10 +58,16 @@ public static class GraftDefaults
             o.IncludeScopes = false;
         });
         // The HttpClient handlers behind the Gateway's gRPC clients log four Information lines per call; per-request
-        // lines are the interceptor's job (one per failure). Lowest precedence: appsettings and environment win.
+        // lines are the interceptor's job (one per failure). Lowest precedence: appsettings and environment win
+        // (Logging__LogLevel__System.Net.Http.HttpClient=Information brings the handler lines back).
         builder.Configuration.Sources.Insert(0, new MemoryConfigurationSource
         {
-            InitialData = new Dictionary<string, string?> { ["Logging:LogLevel:System.Net.Http.HttpClient"] = "Warning" },
+            InitialData = new Dictionary<string, string?>
+            {
+                ["Logging:LogLevel:System.Net.Http.HttpClient"] = "Warning",
+                // Named, so the options below apply (without a name the console logger uses its legacy defaults).
+                ["Logging:Console:FormatterName"] = "simple",
+            },
         });
 
         var limits = builder.Services.AddValidatedOptions<LimitOptions>(builder.Configuration, LimitOptions.Section);

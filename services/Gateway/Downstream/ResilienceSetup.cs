@@ -32,6 +32,7 @@ public static class ResilienceSetup
 
     public static IServiceCollection AddDownstreamResilience(this IServiceCollection services, string downstream)
     {
+        services.AddQuietResilienceLogging();
         services.AddResiliencePipeline(BreakerKey(downstream), (builder, context) =>
         {
             var o = context.ServiceProvider.GetRequiredService<IOptions<GatewayOptions>>().Value;

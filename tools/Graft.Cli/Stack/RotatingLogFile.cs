@@ -42,7 +42,7 @@ public sealed class RotatingLogFile : IDisposable
         }
     }
 
-    /// <summary>The last lines written (from the previous file too when the current one is short).</summary>
+    /// <summary>The last lines written, without stack-frame lines (from the previous file too when the current one is short).</summary>
     public static string Tail(string path, int lines = 15)
     {
         var all = new List<string>();
@@ -59,7 +59,9 @@ public sealed class RotatingLogFile : IDisposable
                 // Not there (yet).
             }
         }
-        return all.Count == 0 ? "(no log)" : string.Join('\n', all.TakeLast(lines));
+        // Stack frames push the exception's own message out of view and tell an operator nothing.
+        var useful = all.Where(l => !l.StartsWith("   at ", StringComparison.Ordinal) && !l.StartsWith("--- End of", StringComparison.Ordinal)).ToList();
+        return useful.Count == 0 ? "(no log)" : string.Join('\n', useful.TakeLast(lines));
     }
 
     public void Dispose()
