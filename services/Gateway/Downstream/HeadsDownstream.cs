@@ -3,7 +3,7 @@ using Grpc.Core;
 using Microsoft.Extensions.Logging;
 using Polly.Registry;
 
-namespace Graft.Gateway;
+namespace Graft.Gateway.Downstream;
 
 /// <summary>HeadService as the gateway uses it. Reads are retried; Delete, Activate and Train never are.</summary>
 public sealed class HeadsDownstream(

@@ -1,3 +1,5 @@
+using Graft.Gateway.Downstream;
+using Graft.Gateway.Flows;
 using Graft.V1;
 using Grpc.Core;
 
@@ -5,16 +7,16 @@ namespace Graft.Gateway.Services;
 
 /// <summary>The public API. Thin: checks the request, routes it to the backbone and the heads, shapes the reply.</summary>
 public sealed class GatewayService(
-    Predictor predictor, HeadTrainer trainer, BackboneDownstream backbone, HeadsDownstream heads) : V1.Gateway.GatewayBase
+    PredictionFlow prediction, TrainingFlow training, BackboneDownstream backbone, HeadsDownstream heads) : V1.Gateway.GatewayBase
 {
     public override Task<PredictReply> Predict(PredictRequest request, ServerCallContext context)
-        => predictor.PredictAsync(request, context.CancellationToken);
+        => prediction.PredictAsync(request, context.CancellationToken);
 
     public override Task PredictStream(IAsyncStreamReader<PredictStreamRequest> requestStream, IServerStreamWriter<PredictStreamReply> responseStream, ServerCallContext context)
-        => predictor.PredictStreamAsync(requestStream, responseStream, context.CancellationToken);
+        => prediction.PredictStreamAsync(requestStream, responseStream, context.CancellationToken);
 
     public override Task TrainHead(IAsyncStreamReader<TrainHeadRequest> requestStream, IServerStreamWriter<TrainProgress> responseStream, ServerCallContext context)
-        => trainer.TrainAsync(requestStream, responseStream, context.CancellationToken);
+        => training.TrainAsync(requestStream, responseStream, context.CancellationToken);
 
     public override async Task<ListHeadsReply> ListHeads(ListHeadsRequest request, ServerCallContext context)
     {

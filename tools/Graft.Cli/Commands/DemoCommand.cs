@@ -79,7 +79,7 @@ public static class DemoCommand
 
             // 3. Held-out predictions: one backbone pass per image serves both heads.
             phase.Restart();
-            var predictions = await Predictor.PredictAsync(session, test.Select(t => t.Path).ToList(), [LengthHead, CategoryHead], 1, ct);
+            var predictions = await PredictStreamClient.PredictAsync(session, test.Select(t => t.Path).ToList(), [LengthHead, CategoryHead], 1, ct);
             timings.Add(($"predict {test.Count} held-out images (both heads)", phase.Elapsed));
             var failed = predictions.FirstOrDefault(p => p.Reply is null);
             if (failed is not null)

@@ -1,15 +1,16 @@
 using System.Diagnostics;
+using Graft.Gateway.Downstream;
 using Graft.V1;
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
-namespace Graft.Gateway.Services;
+namespace Graft.Gateway.Flows;
 
 /// <summary>TrainHead: buffers the labelled images (the total is known only when the client stream ends), turns them
 /// into features through the backbone in concurrent batches, then streams spec + rows to HeadService and relays its progress.</summary>
-public sealed partial class HeadTrainer(
-    BackboneDownstream backbone, HeadsDownstream heads, IOptions<GatewayOptions> options, ILogger<HeadTrainer> logger)
+public sealed partial class TrainingFlow(
+    BackboneDownstream backbone, HeadsDownstream heads, IOptions<GatewayOptions> options, ILogger<TrainingFlow> logger)
 {
     private const int RowsPerMessage = 256;
 

@@ -1,11 +1,12 @@
 using System.Threading.Channels;
+using Graft.Gateway.Downstream;
 using Graft.V1;
 using Grpc.Core;
 
-namespace Graft.Gateway.Services;
+namespace Graft.Gateway.Flows;
 
 /// <summary>Predict: one backbone pass per image, then one HeadService call for every requested head.</summary>
-public sealed class Predictor(BackboneDownstream backbone, HeadsDownstream heads, Microsoft.Extensions.Options.IOptions<GatewayOptions> options)
+public sealed class PredictionFlow(BackboneDownstream backbone, HeadsDownstream heads, Microsoft.Extensions.Options.IOptions<GatewayOptions> options)
 {
     private const int DefaultTopK = 3;
     private const int MaxTopK = 1000;
