@@ -142,8 +142,8 @@ public sealed class SecurityTests(ReliabilityFixture fixture, ITestOutputHelper 
                 socket.Close(0);
             }
         });
-        var (deadBackbone, deadHeads) = (((System.Net.IPEndPoint)hangUp.LocalEndpoint).Port, FreePorts.Next());
-        await using var gateway = new ServiceProcess(GraftService.Gateway, FreePorts.Next(), FreePorts.Next(), new Dictionary<string, string>
+        var (deadBackbone, deadHeads) = (((System.Net.IPEndPoint)hangUp.LocalEndpoint).Port, PortPlan.FreePort());
+        await using var gateway = TestProcesses.Create(GraftService.Gateway, new Dictionary<string, string>
         {
             ["ASPNETCORE_ENVIRONMENT"] = "Production",
             ["Graft__Gateway__BackboneAddress"] = $"http://127.0.0.1:{deadBackbone}",

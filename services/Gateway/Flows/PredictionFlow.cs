@@ -1,5 +1,5 @@
-using System.Threading.Channels;
 using Graft.Gateway.Downstream;
+using Graft.ServiceDefaults.Streaming;
 using Graft.V1;
 using Grpc.Core;
 
@@ -51,54 +51,11 @@ public sealed class PredictionFlow(BackboneDownstream backbone, HeadsDownstream 
     }
 
     /// <summary>Runs a few items at once but writes the replies in request order; a failed item becomes an item-level error.</summary>
-    public async Task PredictStreamAsync(IAsyncStreamReader<PredictStreamRequest> requests, IServerStreamWriter<PredictStreamReply> replies, CancellationToken cancellationToken)
-    {
-        var pending = Channel.CreateBounded<Task<PredictStreamReply>>(options.Value.PredictStreamConcurrency);
-        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var writer = Task.Run(async () =>
-        {
-            try
-            {
-                await foreach (var item in pending.Reader.ReadAllAsync(stop.Token))
-                {
-                    await replies.WriteAsync(await item, stop.Token);
-                }
-            }
-            catch
-            {
-                await stop.CancelAsync(); // Unblock the reader below; the writer's exception is the call's outcome.
-                throw;
-            }
-        }, CancellationToken.None);
-
-        try
-        {
-            await foreach (var item in requests.ReadAllAsync(stop.Token))
-            {
-                await pending.Writer.WriteAsync(RunItemAsync(item, stop.Token), stop.Token);
-            }
-        }
-        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-        {
-            // The writer failed; awaiting it below rethrows its exception.
-        }
-        finally
-        {
-            pending.Writer.TryComplete();
-        }
-        await writer;
-    }
-
-    private async Task<PredictStreamReply> RunItemAsync(PredictStreamRequest item, CancellationToken cancellationToken)
-    {
-        try
-        {
-            var reply = await PredictAsync(item.Request ?? new PredictRequest(), cancellationToken);
-            return new PredictStreamReply { Id = item.Id, Reply = reply };
-        }
-        catch (RpcException e) when (e.StatusCode is not (StatusCode.Cancelled or StatusCode.DeadlineExceeded))
-        {
-            return new PredictStreamReply { Id = item.Id, ErrorCode = (int)e.StatusCode, ErrorMessage = e.Status.Detail };
-        }
-    }
+    public Task PredictStreamAsync(IAsyncStreamReader<PredictStreamRequest> requests, IServerStreamWriter<PredictStreamReply> replies, CancellationToken cancellationToken)
+        => OrderedStreamPipeline.RunAsync(requests, replies, options.Value.PredictStreamConcurrency,
+            async (item, token) => new PredictStreamReply { Id = item.Id, Reply = await PredictAsync(item.Request ?? new PredictRequest(), token) },
+            (item, e) => e is RpcException { StatusCode: not (StatusCode.Cancelled or StatusCode.DeadlineExceeded) } failed
+                ? new PredictStreamReply { Id = item.Id, ErrorCode = (int)failed.StatusCode, ErrorMessage = failed.Status.Detail }
+                : null,
+            cancellationToken);
 }

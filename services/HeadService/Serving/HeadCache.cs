@@ -27,21 +27,6 @@ public sealed class HeadCache : IDisposable
         telemetry.ObserveCache(() => Interlocked.Read(ref _bytes));
     }
 
-    /// <summary>Bytes of loaded heads now.</summary>
-    public long Bytes => Interlocked.Read(ref _bytes);
-
-    /// <summary>Heads loaded now.</summary>
-    public int Count
-    {
-        get
-        {
-            lock (_gate)
-            {
-                return _entries.Count;
-            }
-        }
-    }
-
     /// <summary>The loaded head for a version, loading (and verifying) it on first use.</summary>
     /// <exception cref="InvalidDataException">The version's files are corrupt or truncated.</exception>
     public LoadedHead GetOrLoad(VersionEntry entry)

@@ -109,7 +109,7 @@ public sealed partial class HeadInference
                 }
                 current = _cache.GetOrLoad(entry);
             }
-            _telemetry.Predicted(current.Manifest.Kind);
+            _telemetry.Predicted(current.Manifest.Kind.Name());
             reply.Outputs.Add(output);
         }
         return reply;

@@ -164,7 +164,7 @@ public sealed class HeadTrainer(IOptions<HeadOptions> options)
         var manifest = new HeadManifest
         {
             Name = settings.Name,
-            Kind = settings.KindName,
+            Kind = settings.Kind,
             Labels = data.Labels,
             InputDimension = d,
             BackboneFingerprint = settings.BackboneFingerprint,

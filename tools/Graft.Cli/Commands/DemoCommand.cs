@@ -179,7 +179,7 @@ public static class DemoCommand
 
     private static async Task<TrainResult> TrainAsync(GatewaySession session, HeadSpec spec, IReadOnlyList<Example> examples, List<(string, TimeSpan)> timings, CancellationToken ct)
     {
-        AnsiConsole.MarkupLine($"Training [bold]{spec.Name}[/] ({Format.Kind(spec.Kind)}, {spec.Epochs} epochs) on {examples.Count} images...");
+        AnsiConsole.MarkupLine($"Training [bold]{spec.Name}[/] ({spec.Kind.Name()}, {spec.Epochs} epochs) on {examples.Count} images...");
         var result = await TrainView.RunAsync(session, spec, examples, ct);
         AnsiConsole.MarkupLine($"Published [green]{spec.Name} v{result.Published.Version}[/]: {Markup.Escape(HeadsCommands.Metric(result.Published))} on the validation split.");
         timings.Add(($"train {spec.Name}: feature extraction", result.Extraction));
