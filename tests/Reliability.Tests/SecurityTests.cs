@@ -77,7 +77,9 @@ public sealed class SecurityTests(ReliabilityFixture fixture, ITestOutputHelper 
         await fixture.PredictAsync(fixture.TestImage(), ReliabilityFixture.Classifier);
         await Statuses.ExpectAsync(StatusCode.Unauthenticated,
             () => fixture.Client.DeleteHeadAsync(new DeleteHeadRequest { Name = ReliabilityFixture.Classifier }, ServiceStack.Bearer(wrong), Deadline()).ResponseAsync, "wrong token");
-        await Task.Delay(500); // let the last lines of output arrive
+        // The Gateway's refusal is the last line these calls log: once it is captured, the output is complete.
+        await Eventually.TrueAsync(() => Stack.AllOutput.Any(l => l.Contains("Rejected /graft.v1.Gateway/DeleteHead", StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(30), "the Gateway's log line for the refused call");
 
         // Act
         var lines = Stack.AllOutput.ToList();

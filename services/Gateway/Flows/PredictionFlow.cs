@@ -28,21 +28,13 @@ public sealed class PredictionFlow(BackboneDownstream backbone, HeadsDownstream 
         }
 
         var features = await backbone.ExtractAsync(request.Image, cancellationToken);
-        HeadPredictReply outputs;
-        try
+        var outputs = await heads.PredictAsync(new HeadPredictRequest
         {
-            outputs = await heads.PredictAsync(new HeadPredictRequest
-            {
-                Features = { features.Features },
-                BackboneFingerprint = features.Fingerprint,
-                Heads = { request.Heads },
-                TopK = request.TopK == 0 ? DefaultTopK : request.TopK,
-            }, cancellationToken);
-        }
-        catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
-        {
-            throw await heads.WithKnownHeadsAsync(e, cancellationToken);
-        }
+            Features = { features.Features },
+            BackboneFingerprint = features.Fingerprint,
+            Heads = { request.Heads },
+            TopK = request.TopK == 0 ? DefaultTopK : request.TopK,
+        }, cancellationToken);
 
         var results = request.Heads.Count == 0
             ? outputs.Outputs.OrderBy(o => o.Head, StringComparer.Ordinal)

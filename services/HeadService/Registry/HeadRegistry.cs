@@ -154,8 +154,7 @@ public sealed partial class HeadRegistry
     public HeadEntry Activate(string name, int version)
     {
         var head = RequireHead(name);
-        var entry = head.Find(version) ?? throw new HeadException(HeadErrorKind.NotFound,
-            $"Head '{name}' has no version {version}; it has versions {string.Join(", ", head.Versions.Select(v => v.Version))}.");
+        var entry = head.Find(version) ?? throw NoSuchVersion(head, version);
         try
         {
             _ = LoadWeights(entry);
@@ -187,8 +186,7 @@ public sealed partial class HeadRegistry
         }
         else
         {
-            var entry = head.Find(version) ?? throw new HeadException(HeadErrorKind.NotFound,
-                $"Head '{name}' has no version {version}; it has versions {string.Join(", ", head.Versions.Select(v => v.Version))}.");
+            var entry = head.Find(version) ?? throw NoSuchVersion(head, version);
             if (entry.Version == head.DesiredVersion)
             {
                 throw new HeadException(HeadErrorKind.FailedPrecondition,
@@ -262,6 +260,12 @@ public sealed partial class HeadRegistry
         return snapshot.Heads.TryGetValue(name, out head) ? head : throw NotFound(name, snapshot);
     }
 
+    /// <summary>NOT_FOUND for a version a head does not have, listing the versions it has.</summary>
+    public static HeadException NoSuchVersion(HeadEntry head, int version) => new(HeadErrorKind.NotFound,
+        $"Head '{head.Name}' has no version {version}; it has versions {string.Join(", ", head.Versions.Select(v => v.Version))}.");
+
+    /// <summary>The one NOT_FOUND for an unknown head: it names the heads that exist, so every caller (and the
+    /// Gateway, which passes it on) shows the user what to ask for instead.</summary>
     public static HeadException NotFound(string name, RegistrySnapshot snapshot)
     {
         const int shown = 50;

@@ -1,5 +1,5 @@
+using Graft.Heads.Model;
 using Graft.Heads.Registry;
-using Graft.Heads.Training;
 using Microsoft.Extensions.Options;
 using TorchSharp;
 
