@@ -17,11 +17,24 @@ public static class TestProcesses
         return all;
     }
 
-    /// <summary>Reads the Prometheus text on <c>/metrics</c>.</summary>
-    public static async Task<PrometheusText> ScrapeMetricsAsync(this ServiceProcess service, CancellationToken cancellationToken = default)
+    /// <summary>Reads the Prometheus text on <c>/metrics</c>. With <paramref name="generatedAfter"/>, waits for a
+    /// snapshot the exporter made at or after that moment (it caches scrapes briefly and says when it made one in
+    /// <c>Last-Modified</c>), so every counter change finished before that moment is in it.</summary>
+    public static async Task<PrometheusText> ScrapeMetricsAsync(this ServiceProcess service, DateTime? generatedAfter = null, CancellationToken cancellationToken = default)
     {
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };
-        var text = await http.GetStringAsync(new Uri(service.HttpAddress, "/metrics"), cancellationToken);
-        return PrometheusText.Parse(text);
+        using var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        limit.CancelAfter(TimeSpan.FromSeconds(60));
+        while (true)
+        {
+            using var response = await http.GetAsync(new Uri(service.HttpAddress, "/metrics"), limit.Token);
+            response.EnsureSuccessStatusCode();
+            var text = await response.Content.ReadAsStringAsync(limit.Token);
+            if (generatedAfter is not { } after || response.Content.Headers.LastModified is not { } made || made.UtcDateTime >= after)
+            {
+                return PrometheusText.Parse(text);
+            }
+            await Task.Delay(100, limit.Token);
+        }
     }
 }
