@@ -70,7 +70,7 @@ public static class GraftDefaults
             },
         });
 
-        var limits = builder.Services.AddValidatedOptions<LimitOptions>(builder.Configuration, LimitOptions.Section);
+        builder.Services.AddValidatedOptions<LimitOptions>(builder.Configuration, LimitOptions.Section);
         var limitValues = builder.Configuration.GetSection(LimitOptions.Section).Get<LimitOptions>() ?? new LimitOptions();
 
         builder.Services.AddSingleton<RpcMetrics>();

@@ -13,8 +13,8 @@ namespace Graft.Backbone.Tests;
 /// one port, metrics on the other.</summary>
 public sealed class RealSocketTests : IAsyncLifetime
 {
-    private readonly int _grpcPort = FreePorts.Next();
-    private readonly int _httpPort = FreePorts.Next();
+    private readonly int _grpcPort = PortPlan.FreePort();
+    private readonly int _httpPort = PortPlan.FreePort();
     private Process? _process;
 
     public Task InitializeAsync()

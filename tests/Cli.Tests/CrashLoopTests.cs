@@ -23,7 +23,7 @@ public sealed class CrashLoopTests
             Assert.True(up.ExitCode == 3, all);
             Assert.Contains("Backbone is in a crash loop: it exited 2 times in a row", all, StringComparison.Ordinal);
             Assert.Contains("MaxBatchSize", all, StringComparison.Ordinal); // the service's own reason, from its log
-            Assert.Single(Regex.Matches(all, @"^Backbone \(pid \d+\) exited with code \d+ after .*; restarting in", RegexOptions.Multiline)); // one restart, then the stop
+            Assert.Single(Regex.Matches(all, @"^Backbone \(run \d+\) exited with code \d+ after .*; restarting in", RegexOptions.Multiline)); // one restart, then the stop
             Assert.DoesNotContain("Graft stack ready", all, StringComparison.Ordinal);
         }
         finally

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using Graft.Cli.Client;
 using Graft.Cli.Stack;
+using Graft.Launcher;
 using Graft.V1;
 using Grpc.Core;
 using Spectre.Console;

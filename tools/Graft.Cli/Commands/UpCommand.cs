@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Graft.Cli.Stack;
+using Graft.Launcher;
 using Spectre.Console;
 
 namespace Graft.Cli.Commands;
@@ -10,7 +11,7 @@ public static class UpCommand
     public static readonly Option<int> BasePort = new("--base-port")
     {
         Description = "Gateway gRPC port; HTTP is +1, Backbone +10/+11, Heads +20/+21 (default 5100: 5100/5101, 5110/5111, 5120/5121).",
-        DefaultValueFactory = _ => StackPorts.DefaultBase,
+        DefaultValueFactory = _ => Graft.Launcher.PortPlan.DefaultBase,
     };
 
     public static readonly Option<string> DataDir = new("--data-dir")
@@ -101,7 +102,7 @@ public static class UpCommand
     {
         var table = new Table().Border(TableBorder.Rounded).AddColumns("service", "gRPC", "HTTP (/metrics, /healthz/ready)", "pid", "log");
         foreach (var s in stack.Services)
-            table.AddRow(s.Name, s.Grpc.ToString(), s.Http.ToString(), s.Process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture), Markup.Escape(s.LogPath));
+            table.AddRow(s.Service.ToString(), s.GrpcAddress.ToString(), s.HttpAddress.ToString(), s.ProcessId?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "-", Markup.Escape(LocalStack.LogPath(s)));
         AnsiConsole.Write(table);
         AnsiConsole.MarkupLine($"Admin token in [bold]{Markup.Escape(stack.TokenFile)}[/] (mode 0600); `graft` reads it from there when run in this folder.");
     }

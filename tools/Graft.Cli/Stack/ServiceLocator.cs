@@ -1,5 +1,4 @@
 using System.Reflection;
-using System.Runtime.InteropServices;
 
 namespace Graft.Cli.Stack;
 
@@ -31,25 +30,5 @@ public static class ServiceLocator
             $"{assemblyName}.dll was not found{(recorded is null ? "" : $" at {recorded}")}: build the CLI, which builds the services too " +
             "(`dotnet build tools/Graft.Cli -c Release`), or use `dotnet run --project tools/Graft.Cli -c Release -- up`.",
             ExitCodes.Unreachable);
-    }
-
-    /// <summary>The service's own executable when it was published self-contained (a runtime beside it, no
-    /// <c>dotnet</c> needed), else null: run it with <see cref="DotnetHost"/>.</summary>
-    public static string? SelfContainedExecutable(string dll)
-    {
-        var folder = Path.GetDirectoryName(dll)!;
-        var executable = Path.Combine(folder, Path.GetFileNameWithoutExtension(dll));
-        return File.Exists(Path.Combine(folder, "libhostpolicy.so")) && File.Exists(executable) ? executable : null;
-    }
-
-    /// <summary>The <c>dotnet</c> executable: this process when it is dotnet, else the one that runs this runtime.</summary>
-    public static string DotnetHost()
-    {
-        if (Environment.ProcessPath is { } self && Path.GetFileNameWithoutExtension(self) == "dotnet") return self;
-        if (Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } hostPath && File.Exists(hostPath)) return hostPath;
-        // <root>/shared/Microsoft.NETCore.App/<version>/ -> <root>/dotnet
-        var root = Path.GetFullPath(Path.Combine(RuntimeEnvironment.GetRuntimeDirectory(), "..", "..", ".."));
-        var candidate = Path.Combine(root, OperatingSystem.IsWindows() ? "dotnet.exe" : "dotnet");
-        return File.Exists(candidate) ? candidate : "dotnet";
     }
 }

@@ -1,4 +1,4 @@
-namespace Graft.Cli.Stack;
+namespace Graft.Launcher;
 
 /// <summary>A service's captured stdout/stderr: <c>name.log</c>, rolled over to <c>name.log.1</c> when it reaches
 /// half the service's budget, so the two files together never hold much more than <paramref name="maxBytes"/>.
@@ -66,7 +66,10 @@ public sealed class RotatingLogFile : IDisposable
 
     public void Dispose()
     {
-        lock (_gate) Close();
+        lock (_gate)
+        {
+            Close();
+        }
     }
 
     private void Open()
