@@ -21,6 +21,7 @@ public static partial class GatewayServiceCollectionExtensions
         services.AddTransient<HeadsDownstream>();
         services.AddTransient<Predictor>();
         services.AddTransient<HeadTrainer>();
+        services.AddTransient<Export.HeadExporter>();
 
         services.AddSingleton<BearerTokenInterceptor>();
         services.AddGrpc().AddServiceOptions<GatewayService>(o => o.Interceptors.Add<BearerTokenInterceptor>());

@@ -5,7 +5,7 @@ namespace Graft.Gateway.Services;
 
 /// <summary>The public API. Thin: checks the request, routes it to the backbone and the heads, shapes the reply.</summary>
 public sealed class GatewayService(
-    Predictor predictor, HeadTrainer trainer, BackboneDownstream backbone, HeadsDownstream heads) : V1.Gateway.GatewayBase
+    Predictor predictor, HeadTrainer trainer, Export.HeadExporter exporter, BackboneDownstream backbone, HeadsDownstream heads) : V1.Gateway.GatewayBase
 {
     public override Task<PredictReply> Predict(PredictRequest request, ServerCallContext context)
         => predictor.PredictAsync(request, context.CancellationToken);
@@ -76,6 +76,9 @@ public sealed class GatewayService(
         var list = await heads.ListAsync(new ListHeadsRequest { BackboneFingerprint = info.Fingerprint }, context.CancellationToken);
         return new DescribeReply { Backbone = info, Heads = { list.Heads } };
     }
+
+    public override Task ExportHead(ExportHeadRequest request, IServerStreamWriter<ExportHeadChunk> responseStream, ServerCallContext context)
+        => exporter.ExportAsync(request, responseStream, context.CancellationToken);
 
     private static void RequireName(string name)
     {
