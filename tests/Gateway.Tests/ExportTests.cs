@@ -9,14 +9,17 @@ using Graft.V1;
 using Grpc.Core;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
+using Xunit.Abstractions;
 
 namespace Graft.Gateway.Tests;
 
 /// <summary>ExportHead end to end: the exported file, run by a plain ONNX Runtime session, answers as Graft does.</summary>
 [Collection(StackCollection.Name)]
-public sealed class ExportTests(StackFixture fixture)
+public sealed class ExportTests(StackFixture fixture, ITestOutputHelper output)
 {
     private const double RelativeTolerance = 1e-4;
+
+    private double _maxAbsolute, _maxRelative;
 
     /// <summary>Two held-out images per class: the same real images go through Graft and through the file.</summary>
     private IReadOnlyList<SampleImages.Sample> Images => fixture.Test.GroupBy(s => s.Label).SelectMany(g => g.Take(2)).ToList();
@@ -184,10 +187,14 @@ public sealed class ExportTests(StackFixture fixture)
                 AssertClose(expected[i].Value, values[i], images[i].Path);
             }
         }
+        output.WriteLine($"{head} {input}: {images.Count} images, max |difference| {_maxAbsolute:G3}, max relative difference {_maxRelative:G3} (values >= 1e-3)");
     }
 
-    private static void AssertClose(double expected, double actual, string what)
+    private void AssertClose(double expected, double actual, string what)
     {
+        var relative = Math.Abs(expected - actual) / Math.Max(Math.Abs(expected), 1e-30);
+        _maxAbsolute = Math.Max(_maxAbsolute, Math.Abs(expected - actual));
+        if (Math.Abs(expected) >= 1e-3) _maxRelative = Math.Max(_maxRelative, relative);
         // Relative to the value, with an absolute floor for probabilities near zero (1e-4 of the [0, 1] range).
         var tolerance = RelativeTolerance * Math.Max(Math.Abs(expected), 1.0);
         Assert.True(Math.Abs(expected - actual) <= tolerance, $"{what}: Graft {expected:R}, exported model {actual:R} (tolerance {tolerance:G3})");
@@ -213,7 +220,7 @@ public sealed class ExportTests(StackFixture fixture)
             model ??= chunk.Model;
             chunk.Data.WriteTo(file);
         }
-        Console.WriteLine($"export {request.Name} {request.Input}: {file.Length} bytes in {Stopwatch.GetElapsedTime(started).TotalMilliseconds:F0} ms");
+        output.WriteLine($"export {request.Name} {request.Input}: {file.Length} bytes in {Stopwatch.GetElapsedTime(started).TotalMilliseconds:F0} ms");
         return (model!, file.ToArray());
     }
 }
