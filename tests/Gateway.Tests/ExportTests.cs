@@ -145,6 +145,50 @@ public sealed class ExportTests(StackFixture fixture, ITestOutputHelper output)
         }
     }
 
+    [Fact]
+    public async Task A_nodejs_program_running_the_exported_file_with_onnxruntime_node_gets_graft_top_labels()
+    {
+        // Arrange: the exported classifier, and the held-out images as raw RGB of the input size.
+        await fixture.HeadsAsync();
+        await NodeClientTests.EnsureNodeModulesAsync();
+        var (model, file) = await ExportCachedAsync(StackFixture.Classifier, ExportInput.Pixels);
+        var folder = Directory.CreateTempSubdirectory("graft-export-node-").FullName;
+        try
+        {
+            var modelPath = Path.Combine(folder, "kind.onnx");
+            await File.WriteAllBytesAsync(modelPath, file);
+            var preprocessor = Preprocessor.Create(ResNet18Profile(), 40_000_000);
+            var images = Images;
+            var args = new List<string> { "run-model.js", "--model", modelPath, "--size", "224x224" };
+            for (var i = 0; i < images.Count; i++)
+            {
+                var path = Path.Combine(folder, $"{i}.rgb");
+                await File.WriteAllBytesAsync(path, preprocessor.Pixels(images[i].ReadBytes()));
+                args.AddRange(["--pixels", path]);
+            }
+
+            // Act
+            var (exit, stdout, stderr) = await NodeClientTests.RunAsync("node", [.. args]);
+
+            // Assert
+            Assert.True(exit == 0, $"node exited {exit}\nstdout: {stdout}\nstderr: {stderr}");
+            using var reply = JsonDocument.Parse(stdout);
+            Assert.Equal(model.BackboneFingerprint, reply.RootElement.GetProperty("metadata").GetProperty("backbone_fingerprint").GetString());
+            var outputs = reply.RootElement.GetProperty("outputs").EnumerateArray().ToList();
+            for (var i = 0; i < images.Count; i++)
+            {
+                var expected = (await fixture.Client.PredictAsync(new PredictRequest { Image = ByteString.CopyFrom(images[i].ReadBytes()), Heads = { StackFixture.Classifier } },
+                    fixture.Stack.PredictHeaders)).Results.Single().Top[0];
+                Assert.Equal(expected.Label, outputs[i].GetProperty("label").GetString());
+                AssertClose(expected.Probability, outputs[i].GetProperty("probabilities")[model.Labels.IndexOf(expected.Label)].GetDouble(), images[i].Path);
+            }
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
     /// <summary>Runs the file on <see cref="Images"/> and compares with Graft's Predict: classifier probabilities and
     /// regressor values within 1e-4 relative, and the same top label.</summary>
     private void AssertAgreesWithPredict(string head, ExportedModel model, byte[] file, ExportInput input)
