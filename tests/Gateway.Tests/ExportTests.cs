@@ -168,7 +168,7 @@ public sealed class ExportTests(StackFixture fixture, ITestOutputHelper output)
             }
 
             // Act
-            var (exit, stdout, stderr) = await NodeClientTests.RunAsync("node", [.. args]);
+            var (exit, stdout, stderr) = await NodeClientTests.RunAsync(RequiredTool.Node, [.. args]);
 
             // Assert
             Assert.True(exit == 0, $"node exited {exit}\nstdout: {stdout}\nstderr: {stderr}");

@@ -3,14 +3,16 @@ using System.Security.Cryptography;
 using Google.Protobuf;
 using Graft.V1;
 using Grpc.Core;
+using Graft.Gateway.Downstream;
+using Graft.Gateway.Export;
 using Onnx;
 
-namespace Graft.Gateway.Export;
+namespace Graft.Gateway.Flows;
 
 /// <summary>ExportHead: fetches the head version from HeadService and the served graph from the backbone, refuses a
 /// head trained on another backbone, composes one ONNX model (<see cref="OnnxModelComposer"/>) and streams it.
 /// Composition lives here because the Gateway is the one place that talks to both services.</summary>
-public sealed partial class HeadExporter(BackboneDownstream backbone, HeadsDownstream heads, ILogger<HeadExporter> logger)
+public sealed partial class ExportFlow(BackboneDownstream backbone, HeadsDownstream heads, ILogger<ExportFlow> logger)
 {
     /// <summary>Largest piece of the file per message, well under the 16 MiB message limit.</summary>
     public const int ChunkBytes = 1 << 20;
@@ -33,15 +35,7 @@ public sealed partial class HeadExporter(BackboneDownstream backbone, HeadsDowns
         var started = Stopwatch.GetTimestamp();
 
         // The head first: an unknown head or version fails fast, before 45 MB of backbone graph move.
-        HeadParameters head;
-        try
-        {
-            head = await heads.ExportVersionAsync(new ExportVersionRequest { Name = request.Name, Version = request.Version }, cancellationToken);
-        }
-        catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
-        {
-            throw await heads.WithKnownHeadsAsync(e, cancellationToken);
-        }
+        var head = await heads.ExportVersionAsync(new ExportVersionRequest { Name = request.Name, Version = request.Version }, cancellationToken);
         var info = head.Head.Info;
         var (served, graphBytes) = await backbone.ExportGraphAsync(cancellationToken);
         if (!string.Equals(info.BackboneFingerprint, served.Fingerprint, StringComparison.Ordinal))
