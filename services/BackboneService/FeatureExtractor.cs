@@ -15,6 +15,9 @@ public sealed record BackboneDescription(
     string Name, string Fingerprint, IReadOnlyList<long> InputShape, int FeatureDimension, string ExecutionProvider,
     string CutTensor, string Preprocessing, int MaxBatchSize, TimeSpan MaxQueueDelay, long CacheCapacityBytes, long CacheUsedBytes);
 
+/// <summary>The served graph and what an exporter needs to put the preprocessing in front of it.</summary>
+public sealed record GraphExport(ServedModel Served, BackboneProfile Profile, ReadOnlyMemory<float> MeanImage, IReadOnlyList<long> InputShape, int FeatureDimension);
+
 /// <summary>The data flow of one extraction: cache lookup → decode and preprocess (<see cref="Imaging"/>) →
 /// dynamic batch (<see cref="Batching"/>) → model run (<see cref="Model"/>) → cache store (<see cref="Caching"/>).</summary>
 public sealed class FeatureExtractor(BackboneModel model, Preprocessor preprocessor, DynamicBatcher batcher, FeatureCache cache, BackboneMetrics metrics)
@@ -30,6 +33,10 @@ public sealed class FeatureExtractor(BackboneModel model, Preprocessor preproces
         model.Profile.Name, model.Fingerprint, model.InputShape, model.FeatureDimension, model.ExecutionProvider,
         model.Cut.CutTensor, model.Profile.DescribePreprocessing(), batcher.MaxBatchSize, batcher.MaxQueueDelay,
         cache.CapacityBytes, cache.UsedBytes);
+
+    /// <summary>The graph as the session runs it, rebuilt from the model file, with the preprocessing as data.</summary>
+    /// <exception cref="InvalidOperationException">The model file changed since start.</exception>
+    public GraphExport ExportGraph() => new(model.ExportServedGraph(), model.Profile, preprocessor.MeanImage, model.InputShape, model.FeatureDimension);
 
     /// <summary>Runs one warm-up batch through the model; returns the backbone and how long that run took.</summary>
     public (BackboneDescription Backbone, TimeSpan WarmUp) WarmUp() => (Describe(), model.WarmUp());

@@ -24,6 +24,7 @@ public static partial class GatewayServiceCollectionExtensions
         services.AddTransient<HeadsDownstream>();
         services.AddTransient<PredictionFlow>();
         services.AddTransient<TrainingFlow>();
+        services.AddTransient<ExportFlow>();
 
         services.AddSingleton<BearerTokenInterceptor>();
         services.AddGrpc().AddServiceOptions<GatewayService>(o => o.Interceptors.Add<BearerTokenInterceptor>());

@@ -58,9 +58,10 @@ public sealed class NodeClientTests(StackFixture fixture)
         Assert.Equal(16, reply.RootElement.GetProperty("error").GetProperty("code").GetInt32()); // UNAUTHENTICATED
     }
 
-    private static async Task EnsureNodeModulesAsync()
+    internal static async Task EnsureNodeModulesAsync()
     {
-        if (Directory.Exists(Path.Combine(ClientFolder, "node_modules", "@grpc", "grpc-js")))
+        if (Directory.Exists(Path.Combine(ClientFolder, "node_modules", "@grpc", "grpc-js"))
+            && Directory.Exists(Path.Combine(ClientFolder, "node_modules", "onnxruntime-node")))
         {
             return;
         }
@@ -68,9 +69,11 @@ public sealed class NodeClientTests(StackFixture fixture)
         Assert.True(exit == 0, $"npm ci failed ({exit})\n{stdout}\n{stderr}");
     }
 
-    private static async Task<(int Exit, string Stdout, string Stderr)> RunAsync(RequiredTool tool, params string[] args)
+    internal static async Task<(int Exit, string Stdout, string Stderr)> RunAsync(RequiredTool tool, params string[] args)
     {
         var psi = new ProcessStartInfo(tool.Require()) { WorkingDirectory = ClientFolder, RedirectStandardOutput = true, RedirectStandardError = true };
+        // onnxruntime-node's install script would fetch CUDA binaries from nuget.org; its bundled CPU build is all we use.
+        psi.Environment["ONNXRUNTIME_NODE_INSTALL"] = "skip";
         foreach (var a in args)
         {
             psi.ArgumentList.Add(a);

@@ -47,6 +47,9 @@ public sealed class Preprocessor
         return new Preprocessor(profile, meanImage, maxPixels);
     }
 
+    /// <summary>The per-pixel mean image [3, H, W] in model channel order, or empty when the profile has none.</summary>
+    public ReadOnlyMemory<float> MeanImage => _meanImage;
+
     /// <summary>Decodes and preprocesses encoded image bytes.</summary>
     /// <exception cref="InputRejectedException">The bytes are not an acceptable image.</exception>
     public float[] Preprocess(ReadOnlySpan<byte> encoded)
@@ -59,18 +62,7 @@ public sealed class Preprocessor
     public float[] Preprocess(SKBitmap bitmap)
     {
         var (width, height) = (_profile.InputWidth, _profile.InputHeight);
-        using var image = SKImage.FromBitmap(bitmap);
-        using var target = new SKBitmap(new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Premul));
-        using (var canvas = new SKCanvas(target))
-        {
-            // Transparent pixels show what a viewer shows: the image over a white page.
-            canvas.Clear(SKColors.White);
-            var source = SourceRect(bitmap.Width, bitmap.Height);
-            var sampling = source.Width > 2 * width || source.Height > 2 * height ? Shrinking : Enlarging;
-            canvas.DrawImage(image, source, new SKRect(0, 0, width, height), sampling, null);
-            canvas.Flush();
-        }
-
+        using var target = Resample(bitmap);
         var pixels = MemoryMarshal.AsBytes(target.GetPixelSpan());
         var plane = width * height;
         var tensor = new float[3 * plane];
@@ -89,6 +81,42 @@ public sealed class Preprocessor
             }
         }
         return tensor;
+    }
+
+    /// <summary>The image resized and cropped to the input size as RGB 0-255 bytes, [height, width, 3] row-major: the
+    /// "pixels" input of an exported model, which applies the rest of the preprocessing itself.</summary>
+    /// <exception cref="InputRejectedException">The bytes are not an acceptable image.</exception>
+    public byte[] Pixels(ReadOnlySpan<byte> encoded)
+    {
+        using var bitmap = _decoder.Decode(encoded);
+        using var target = Resample(bitmap);
+        var rgba = MemoryMarshal.AsBytes(target.GetPixelSpan());
+        var rgb = new byte[rgba.Length / 4 * 3];
+        for (int i = 0, j = 0; i < rgba.Length; i += 4, j += 3)
+        {
+            rgb[j] = rgba[i];
+            rgb[j + 1] = rgba[i + 1];
+            rgb[j + 2] = rgba[i + 2];
+        }
+        return rgb;
+    }
+
+    /// <summary>Draws the bitmap over white onto an RGBA bitmap of the input size, realising the resize policy.</summary>
+    private SKBitmap Resample(SKBitmap bitmap)
+    {
+        var (width, height) = (_profile.InputWidth, _profile.InputHeight);
+        using var image = SKImage.FromBitmap(bitmap);
+        var target = new SKBitmap(new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Premul));
+        using (var canvas = new SKCanvas(target))
+        {
+            // Transparent pixels show what a viewer shows: the image over a white page.
+            canvas.Clear(SKColors.White);
+            var source = SourceRect(bitmap.Width, bitmap.Height);
+            var sampling = source.Width > 2 * width || source.Height > 2 * height ? Shrinking : Enlarging;
+            canvas.DrawImage(image, source, new SKRect(0, 0, width, height), sampling, null);
+            canvas.Flush();
+        }
+        return target;
     }
 
     /// <summary>The source rectangle that, drawn onto the input size, realises the profile's resize policy.</summary>

@@ -8,6 +8,9 @@ using SessionOptions = Microsoft.ML.OnnxRuntime.SessionOptions;
 
 namespace Graft.Backbone.Model;
 
+/// <summary>The graph a session runs: its serialized ONNX model, the image input it is fed, the cut, the fingerprint.</summary>
+public sealed record ServedModel(byte[] ModelBytes, string InputName, GraphCut Cut, string Fingerprint);
+
 /// <summary>The one ONNX Runtime session of the process: the profile's model, cut before its classifier, with a
 /// symbolic batch dimension, on the device the options ask for. <see cref="Run"/> is safe to call concurrently.</summary>
 public sealed class BackboneModel : IDisposable
@@ -40,6 +43,9 @@ public sealed class BackboneModel : IDisposable
 
     public BackboneProfile Profile { get; }
 
+    /// <summary>Name of the graph input fed with the preprocessed image.</summary>
+    public string InputName => _inputNames[0];
+
     /// <summary>What the load cut off, and where.</summary>
     public GraphCut Cut { get; }
 
@@ -68,15 +74,9 @@ public sealed class BackboneModel : IDisposable
             throw new InvalidOperationException(
                 $"Backbone model file '{profile.ModelPath}' does not exist; set Graft:Backbone:ModelPath (or the profile's ModelPath) to the ONNX file.");
         }
-        var bytes = File.ReadAllBytes(profile.ModelPath);
-        var model = ModelProto.Parser.ParseFrom(bytes);
-        var inputName = ResolveInputName(model.Graph, profile);
-        var cut = GraphCutter.Cut(model, profile.CutTensor);
-        Log.GraphCut(logger, cut.CutTensor, cut.RemovedNodes, cut.RemovedParameters, cut.KeptParameters);
-        var fingerprint = ComputeFingerprint(profile, bytes, cut.CutTensor);
-        // The classifier's weights go no further than this managed copy: ONNX Runtime only sees the cut graph.
-        var cutBytes = model.ToByteArray();
-        model = null;
+        var served = BuildServedGraph(profile);
+        Log.GraphCut(logger, served.Cut.CutTensor, served.Cut.RemovedNodes, served.Cut.RemovedParameters, served.Cut.KeptParameters);
+        var (inputName, cut, fingerprint, cutBytes) = (served.InputName, served.Cut, served.Fingerprint, served.ModelBytes);
 
         var (options, provider) = CreateSessionOptions(device, intraOpThreads, allowSpinning, logger);
         using (options)
@@ -100,6 +100,33 @@ public sealed class BackboneModel : IDisposable
                 throw;
             }
         }
+    }
+
+    /// <summary>The ONNX bytes this session runs, rebuilt from the model file by the same steps as at load (so an
+    /// export never keeps a second copy of the weights in memory). Export relies on this being the served graph.</summary>
+    /// <exception cref="InvalidOperationException">The model file changed since the service started (another fingerprint).</exception>
+    public ServedModel ExportServedGraph()
+    {
+        var served = BuildServedGraph(Profile);
+        if (served.Fingerprint != Fingerprint)
+        {
+            throw new InvalidOperationException(
+                $"The model file '{Profile.ModelPath}' changed since the backbone started (fingerprint {served.Fingerprint}, serving {Fingerprint}); restart the backbone, then export.");
+        }
+        return served;
+    }
+
+    /// <summary>Every step from the model file to the graph handed to ONNX Runtime: read, cut before the classifier,
+    /// symbolic batch. Load and export both go through here, so what is exported is what runs.</summary>
+    private static ServedModel BuildServedGraph(BackboneProfile profile)
+    {
+        var bytes = File.ReadAllBytes(profile.ModelPath);
+        var model = ModelProto.Parser.ParseFrom(bytes);
+        var inputName = ResolveInputName(model.Graph, profile);
+        var cut = GraphCutter.Cut(model, profile.CutTensor);
+        var fingerprint = ComputeFingerprint(profile, bytes, cut.CutTensor);
+        // The classifier's weights go no further than this managed copy: ONNX Runtime only sees the cut graph.
+        return new ServedModel(model.ToByteArray(), inputName, cut, fingerprint);
     }
 
     /// <summary>Runs one batch; each input is [3, H, W] flattened. Returns one flattened feature vector per input.</summary>

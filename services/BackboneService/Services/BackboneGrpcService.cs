@@ -51,6 +51,53 @@ public sealed class BackboneGrpcService(FeatureExtractor extractor) : V1.Backbon
         return Task.FromResult(info);
     }
 
+    /// <summary>Streams the served graph for export: a <see cref="ServedGraph"/> (identity, input, cut, preprocessing as
+    /// data), then the ONNX bytes in pieces of at most <see cref="ExportChunkBytes"/>.</summary>
+    public override async Task ExportGraph(ExportGraphRequest request, IServerStreamWriter<ExportGraphChunk> responseStream, ServerCallContext context)
+    {
+        GraphExport export;
+        try
+        {
+            export = await Task.Run(extractor.ExportGraph, context.CancellationToken);
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new RpcException(new Status(StatusCode.FailedPrecondition, e.Message));
+        }
+        var (served, profile) = (export.Served, export.Profile);
+        var preprocessing = new Preprocessing
+        {
+            Description = profile.DescribePreprocessing(),
+            Bgr = profile.ColorOrder == Graft.Backbone.Model.ColorOrder.Bgr,
+            Scale = profile.Scale,
+            Mean = { profile.Mean },
+            Std = { profile.Std },
+            MeanImage = { export.MeanImage.ToArray() },
+        };
+        var graph = new ServedGraph
+        {
+            Fingerprint = served.Fingerprint,
+            Name = profile.Name,
+            InputName = served.InputName,
+            OutputName = served.Cut.CutTensor,
+            InputShape = { export.InputShape },
+            FeatureDimension = export.FeatureDimension,
+            Preprocessing = preprocessing,
+            ModelBytes = served.ModelBytes.Length,
+            ModelSha256 = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(served.ModelBytes)),
+        };
+        await responseStream.WriteAsync(new ExportGraphChunk { Graph = graph }, context.CancellationToken);
+        for (var offset = 0; offset < served.ModelBytes.Length; offset += ExportChunkBytes)
+        {
+            var length = Math.Min(ExportChunkBytes, served.ModelBytes.Length - offset);
+            await responseStream.WriteAsync(
+                new ExportGraphChunk { Data = Google.Protobuf.ByteString.CopyFrom(served.ModelBytes, offset, length) }, context.CancellationToken);
+        }
+    }
+
+    /// <summary>Largest piece of a streamed model, well under the 16 MiB message limit.</summary>
+    public const int ExportChunkBytes = 1 << 20;
+
     private static StatusCode StatusOf(InputRejectedException e) => e.IsSizeLimit ? StatusCode.ResourceExhausted : StatusCode.InvalidArgument;
 
     private async Task<ExtractReply> ExtractOneAsync(ExtractRequest request, CancellationToken token)

@@ -17,6 +17,7 @@ public sealed partial class BearerTokenInterceptor : Interceptor
         $"/{V1.Gateway.Descriptor.FullName}/{nameof(V1.Gateway.GatewayBase.TrainHead)}",
         $"/{V1.Gateway.Descriptor.FullName}/{nameof(V1.Gateway.GatewayBase.DeleteHead)}",
         $"/{V1.Gateway.Descriptor.FullName}/{nameof(V1.Gateway.GatewayBase.ActivateHead)}",
+        $"/{V1.Gateway.Descriptor.FullName}/{nameof(V1.Gateway.GatewayBase.ExportHead)}",
     };
 
     private readonly byte[]? _adminDigest;

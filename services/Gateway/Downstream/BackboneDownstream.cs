@@ -27,6 +27,38 @@ public sealed class BackboneDownstream(
         return reply;
     }
 
+    /// <summary>Downloads the served graph (ExportGraph): its description and the ONNX bytes, checked against the size
+    /// and SHA-256 announced first. One attempt: the caller retries the whole export.</summary>
+    public async Task<(ServedGraph Graph, byte[] Model)> ExportGraphAsync(CancellationToken cancellationToken)
+    {
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        try
+        {
+            using var call = client.ExportGraph(new ExportGraphRequest(), cancellationToken: cancellationToken);
+            ServedGraph? graph = null;
+            using var bytes = new MemoryStream();
+            await foreach (var chunk in call.ResponseStream.ReadAllAsync(cancellationToken))
+            {
+                graph ??= chunk.Graph;
+                chunk.Data.WriteTo(bytes);
+            }
+            var model = bytes.ToArray();
+            if (graph is null || model.LongLength != graph.ModelBytes
+                || Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(model)) != graph.ModelSha256)
+            {
+                throw new RpcException(new Status(StatusCode.Unavailable, "The backbone's graph arrived incomplete; retry the export."));
+            }
+            _invoker.Record("ExportGraph", StatusCode.OK, System.Diagnostics.Stopwatch.GetElapsedTime(started));
+            identity.Observe(graph.Fingerprint);
+            return (graph, model);
+        }
+        catch (RpcException e)
+        {
+            _invoker.Record("ExportGraph", e.StatusCode, System.Diagnostics.Stopwatch.GetElapsedTime(started));
+            throw _invoker.Translate(e);
+        }
+    }
+
     /// <summary>The current backbone fingerprint: the one last seen, else asked for; null when the backbone cannot say.</summary>
     public async Task<string?> CurrentFingerprintAsync(CancellationToken cancellationToken)
     {

@@ -27,6 +27,44 @@ public sealed class HeadsDownstream(
     public Task<HeadInfo> ActivateAsync(ActivateVersionRequest request, CancellationToken cancellationToken)
         => _invoker.OnceAsync("ActivateVersion", o => client.ActivateVersionAsync(request, o), cancellationToken);
 
+    /// <summary>Downloads one head version for export (ExportVersion): its description, then its weight tensors
+    /// reassembled by name. One attempt.</summary>
+    public async Task<Export.HeadParameters> ExportVersionAsync(ExportVersionRequest request, CancellationToken cancellationToken)
+    {
+        var started = Stopwatch.GetTimestamp();
+        try
+        {
+            using var call = client.ExportVersion(request, cancellationToken: cancellationToken);
+            HeadExport? head = null;
+            var tensors = new Dictionary<string, float[]>(StringComparer.Ordinal);
+            await foreach (var chunk in call.ResponseStream.ReadAllAsync(cancellationToken))
+            {
+                if (chunk.Head is { } first)
+                {
+                    head = first;
+                    continue;
+                }
+                var piece = chunk.Weights;
+                if (!tensors.TryGetValue(piece.Name, out var values))
+                {
+                    tensors[piece.Name] = values = new float[piece.Shape.Aggregate(1L, (a, d) => a * d)];
+                }
+                if (piece.Offset < 0 || piece.Offset + piece.Data.Count > values.Length)
+                {
+                    throw new RpcException(new Status(StatusCode.Internal, $"HeadService sent a piece of tensor '{piece.Name}' outside its shape."));
+                }
+                piece.Data.CopyTo(values, (int)piece.Offset);
+            }
+            _invoker.Record("ExportVersion", StatusCode.OK, Stopwatch.GetElapsedTime(started));
+            return new Export.HeadParameters(head ?? throw new RpcException(new Status(StatusCode.Unavailable, "HeadService ended the export before describing the head; retry.")), tensors);
+        }
+        catch (RpcException e)
+        {
+            _invoker.Record("ExportVersion", e.StatusCode, Stopwatch.GetElapsedTime(started));
+            throw _invoker.Translate(e);
+        }
+    }
+
     /// <summary>Trains a head: sends the spec, then the rows in messages of <paramref name="rowsPerMessage"/>, and hands
     /// every progress message to <paramref name="onProgress"/>. No retry (training is not idempotent); the call is
     /// recorded in the downstream metrics like every other, and a failure reaches the caller as a client-facing status.</summary>

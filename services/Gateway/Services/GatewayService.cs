@@ -8,7 +8,7 @@ namespace Graft.Gateway.Services;
 /// <summary>The public API. Thin: checks the request, routes it to the backbone and the heads, shapes the reply.
 /// HeadService's NOT_FOUND already names the heads that exist, so it passes through as it is.</summary>
 public sealed class GatewayService(
-    PredictionFlow prediction, TrainingFlow training, BackboneDownstream backbone, HeadsDownstream heads) : V1.Gateway.GatewayBase
+    PredictionFlow prediction, TrainingFlow training, ExportFlow export, BackboneDownstream backbone, HeadsDownstream heads) : V1.Gateway.GatewayBase
 {
     public override Task<PredictReply> Predict(PredictRequest request, ServerCallContext context)
         => prediction.PredictAsync(request, context.CancellationToken);
@@ -58,6 +58,9 @@ public sealed class GatewayService(
         var list = await heads.ListAsync(new ListHeadsRequest { BackboneFingerprint = info.Fingerprint }, context.CancellationToken);
         return new DescribeReply { Backbone = info, Heads = { list.Heads } };
     }
+
+    public override Task ExportHead(ExportHeadRequest request, IServerStreamWriter<ExportHeadChunk> responseStream, ServerCallContext context)
+        => export.ExportAsync(request, responseStream, context.CancellationToken);
 
     private static void RequireName(string name)
     {

@@ -121,6 +121,58 @@ public sealed class HeadsGrpcService(
             return Task.FromResult(ProtoMapping.ToHeadInfo(head, predictor.ServingVersion(head), ""));
         });
 
+    /// <summary>Streams one version for export: a <see cref="HeadExport"/> (manifest, normalisation), then every weight
+    /// tensor in pieces of at most <see cref="ExportChunkValues"/> values. Version 0 means the serving version.</summary>
+    public override Task ExportVersion(ExportVersionRequest request, IServerStreamWriter<HeadExportChunk> responseStream, ServerCallContext context)
+        => Guard(async () =>
+        {
+            var ct = context.CancellationToken;
+            if (request.Version < 0)
+            {
+                throw HeadException.Invalid($"version is {request.Version}; use 0 for the serving version or a positive version number.");
+            }
+            var head = registry.RequireHead(request.Name);
+            var version = request.Version == 0 ? predictor.ServingVersion(head) : request.Version;
+            var entry = head.Find(version) ?? throw new HeadException(HeadErrorKind.NotFound, version == 0
+                ? $"Head '{head.Name}' has no loadable version to export; retrain it or activate a good version."
+                : $"Head '{head.Name}' has no version {version}; its versions are {string.Join(", ", head.Versions.Select(v => v.Version))}.");
+            IReadOnlyList<NamedTensor> weights;
+            try
+            {
+                weights = HeadWeights.Load(entry);
+            }
+            catch (InvalidDataException e)
+            {
+                throw new HeadException(HeadErrorKind.FailedPrecondition, $"Head '{head.Name}' v{version} cannot be exported: {e.Message} Export another version.");
+            }
+            var m = entry.Manifest!;
+            await responseStream.WriteAsync(new HeadExportChunk
+            {
+                Head = new HeadExport
+                {
+                    Info = ProtoMapping.ToVersionInfo(entry),
+                    HiddenSizes = { m.HiddenSizes },
+                    FeatureMean = { m.FeatureMean },
+                    FeatureStd = { m.FeatureStd },
+                    TargetMean = m.TargetMean,
+                    TargetStd = m.TargetStd,
+                },
+            }, ct);
+            foreach (var tensor in weights)
+            {
+                for (var offset = 0; offset < tensor.Data.Length || offset == 0; offset += ExportChunkValues)
+                {
+                    var piece = new WeightsChunk { Name = tensor.Name, Shape = { tensor.Shape }, Offset = offset };
+                    piece.Data.AddRange(tensor.Data.AsSpan(offset, Math.Min(ExportChunkValues, tensor.Data.Length - offset)).ToArray());
+                    await responseStream.WriteAsync(new HeadExportChunk { Weights = piece }, ct);
+                }
+            }
+            return true;
+        });
+
+    /// <summary>Largest number of float values per streamed weights piece (1 MiB), well under the message limit.</summary>
+    public const int ExportChunkValues = 1 << 18;
+
     private static TrainProgress ToProgress(JobEvent e) => e switch
     {
         JobEvent.Queued q => new TrainProgress { Phase = TrainPhase.Queued, QueuePosition = q.JobsAhead },

@@ -7,7 +7,7 @@ using Spectre.Console;
 
 namespace Graft.Cli.Commands;
 
-/// <summary><c>graft heads list|show|delete|activate</c>.</summary>
+/// <summary><c>graft heads list|show|delete|activate|export</c>.</summary>
 public static class HeadsCommands
 {
     public static Command Create()
@@ -104,6 +104,7 @@ public static class HeadsCommands
         heads.Subcommands.Add(show);
         heads.Subcommands.Add(delete);
         heads.Subcommands.Add(activate);
+        heads.Subcommands.Add(ExportCommand.Create());
         return heads;
     }
 
