@@ -1,3 +1,4 @@
+using Graft.Gateway.Http;
 using Graft.Gateway.Services;
 using Graft.ServiceDefaults;
 using Microsoft.Extensions.Options;
@@ -23,7 +24,8 @@ public static partial class GatewayServiceCollectionExtensions
         services.AddTransient<HeadTrainer>();
 
         services.AddSingleton<BearerTokenInterceptor>();
-        services.AddGrpc().AddServiceOptions<GatewayService>(o => o.Interceptors.Add<BearerTokenInterceptor>());
+        var grpc = services.AddGrpc().AddServiceOptions<GatewayService>(o => o.Interceptors.Add<BearerTokenInterceptor>());
+        services.AddGatewayHttp(grpc, options);
         // The gateway is always "ready": downstream trouble is reported per call (fast UNAVAILABLE), not by flapping health.
         services.AddReadinessGate("gateway");
         services.AddHostedService<StartupReport>();

@@ -35,7 +35,7 @@ public static class UpCommand
         {
             await using var stack = await StartAsync(parse, ct);
             PrintEndpoints(stack);
-            AnsiConsole.MarkupLine($"[green]Graft stack ready[/]: gateway {stack.GatewayAddress.GetLeftPart(UriPartial.Authority)}. Press Ctrl-C to stop.");
+            AnsiConsole.MarkupLine($"[green]Graft stack ready[/]: gateway {stack.GatewayAddress.GetLeftPart(UriPartial.Authority)} (gRPC). Press Ctrl-C to stop.");
             var exited = await stack.WaitForUnexpectedExitAsync(ct);
             // Ctrl-C in a terminal reaches the services too (same process group); they may exit before we notice it.
             if (exited is not null) await Task.Delay(TimeSpan.FromSeconds(1), CancellationToken.None);
@@ -72,6 +72,8 @@ public static class UpCommand
         foreach (var s in stack.Services)
             table.AddRow(s.Name, s.Grpc.ToString(), s.Http.ToString(), s.Process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture), Markup.Escape(s.LogPath));
         AnsiConsole.Write(table);
+        var http = stack.GatewayHttpAddress.GetLeftPart(UriPartial.Authority);
+        AnsiConsole.MarkupLine($"Studio: [bold link]{http}/studio/[/]   REST/JSON: {http}/v1/...   API page: {http}/openapi   Open Inference Protocol: {http}/v2/...");
         AnsiConsole.MarkupLine($"Admin token in [bold]{Markup.Escape(stack.TokenFile)}[/] (mode 0600); `graft` reads it from there when run in this folder.");
     }
 }

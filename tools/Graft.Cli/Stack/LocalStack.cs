@@ -77,6 +77,9 @@ public sealed partial class LocalStack : IAsyncDisposable
 
     public Uri GatewayAddress => new($"http://{Host}:{Ports.Gateway}");
 
+    /// <summary>The gateway's HTTP/1.1 port: the studio, REST/JSON, OpenAPI, Open Inference Protocol, /metrics.</summary>
+    public Uri GatewayHttpAddress => new($"http://{Host}:{Ports.Gateway + 1}");
+
     public IReadOnlyList<ServiceProcess> Services => _services;
 
     /// <summary>Starts the three services and returns once each reports SERVING on gRPC health.</summary>
