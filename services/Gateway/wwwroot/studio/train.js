@@ -155,17 +155,24 @@ function drawChart(epochs) {
   const svg = document.getElementById('loss-chart');
   svg.replaceChildren();
   if (!epochs.length) return;
-  const W = 300, H = 120, P = 6;
+  const W = 300, H = 120, L = 40, R = 6, T = 8, B = 16;
   const losses = epochs.map((e) => e.trainLoss);
   const metrics = epochs.map((e) => e.validationMetric);
   const scale = (values) => {
     const lo = Math.min(...values), hi = Math.max(...values);
-    return (x) => H - P - ((x - lo) / (hi - lo || 1)) * (H - 2 * P);
+    return (v) => (hi === lo ? (T + H - B) / 2 : H - B - ((v - lo) / (hi - lo)) * (H - B - T));
   };
-  const x = (i) => P + (epochs.length === 1 ? 0 : (i / (epochs.length - 1)) * (W - 2 * P));
+  const x = (i) => L + (epochs.length === 1 ? 0 : (i / (epochs.length - 1)) * (W - L - R));
   const y = scale(losses);
   const ym = scale(metrics);
-  svg.append(el('polyline', { class: 'loss', points: losses.map((l, i) => `${x(i)},${y(l)}`).join(' ') }));
+  svg.append(
+    el('line', { class: 'axis', x1: L, y1: T, x2: L, y2: H - B }),
+    el('line', { class: 'axis', x1: L, y1: H - B, x2: W - R, y2: H - B }),
+    el('text', { x: L - 3, y: T + 6, 'text-anchor': 'end' }, Math.max(...losses).toPrecision(2)),
+    el('text', { x: L - 3, y: H - B, 'text-anchor': 'end' }, Math.min(...losses).toPrecision(2)),
+    el('text', { x: W - R, y: H - 3, 'text-anchor': 'end' }, `epoch ${epochs.length}`),
+    el('text', { x: L, y: H - 3 }, 'epoch 1'),
+    el('polyline', { class: 'loss', points: losses.map((l, i) => `${x(i)},${y(l)}`).join(' ') }));
   metrics.forEach((m, i) => svg.append(el('circle', { class: 'metric', cx: x(i), cy: ym(m), r: 2 })));
 }
 
