@@ -84,6 +84,12 @@ public sealed partial class HttpApiTests(StudioFixture fixture)
         var info = await fixture.Stack.GatewayClient.GetHeadAsync(new GetHeadRequest { Name = "http-trained" }, fixture.Stack.PredictHeaders);
         Assert.Equal(lines[^1].GetProperty("published").GetProperty("version").GetInt32(), info.ActiveVersion);
 
+        // A regressor from the same pictures (the backbone's cache makes their extraction free) with numeric targets.
+        var lengths = fixture.Train.Where((_, i) => i % 3 == 0).Select(s => ($"value:{s.Length.ToString(System.Globalization.CultureInfo.InvariantCulture)}", s.Path));
+        var (regressorStatus, regressorLines) = await fixture.TrainOverHttpAsync("http-length", lengths, epochs: 5);
+        Assert.True(regressorStatus == 200, string.Join('\n', regressorLines));
+        Assert.Equal("HEAD_KIND_REGRESSOR", regressorLines[^1].GetProperty("published").GetProperty("kind").GetString());
+
         var (wrongToken, _) = await fixture.TrainOverHttpAsync("http-trained", images, epochs: 5, token: "not-the-token");
         Assert.Equal(401, wrongToken);
 

@@ -49,6 +49,8 @@ public sealed class StudioFixture : IAsyncLifetime
             throw new InvalidOperationException(
                 $"The browser tests drive Debian's chromium at {ChromiumPath}, which is missing: install the apt package 'chromium' (apt-get install chromium). .ci/run does this.");
         }
+        // Waits are event-based; their ceiling is generous because several builds and test runs may share two cores.
+        Assertions.SetDefaultExpectTimeout(60_000);
         var browserStart = Task.Run(async () =>
         {
             _playwright = await Playwright.CreateAsync();
