@@ -1,3 +1,5 @@
+using Graft.Gateway.Auth;
+using Graft.Gateway.Flows;
 using Graft.Gateway.Services;
 using Microsoft.Extensions.FileProviders;
 using Microsoft.Extensions.Options;

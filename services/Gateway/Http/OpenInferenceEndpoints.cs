@@ -1,3 +1,5 @@
+using Graft.Gateway.Auth;
+using Graft.Gateway.Flows;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Google.Protobuf;
@@ -29,7 +31,7 @@ public static class OpenInferenceEndpoints
         v2.MapGet("/models/{head}/ready", (HttpContext http, string head, GatewayService api, BearerTokenInterceptor access, ILoggerFactory loggers)
             => ModelReadyAsync(http, head, null, api, access, loggers));
         v2.MapGet("/models/{head}/versions/{version}/ready", ModelReadyAsync);
-        v2.MapPost("/models/{head}/infer", (HttpContext http, string head, GatewayService api, Predictor predictor, BearerTokenInterceptor access, ILoggerFactory loggers)
+        v2.MapPost("/models/{head}/infer", (HttpContext http, string head, GatewayService api, PredictionFlow predictor, BearerTokenInterceptor access, ILoggerFactory loggers)
             => InferAsync(http, head, null, api, predictor, access, loggers));
         v2.MapPost("/models/{head}/versions/{version}/infer", InferAsync);
     }
@@ -72,7 +74,7 @@ public static class OpenInferenceEndpoints
                 statusCode: ready ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable).ExecuteAsync(http);
         });
 
-    private static Task InferAsync(HttpContext http, string head, string? version, GatewayService api, Predictor predictor, BearerTokenInterceptor access, ILoggerFactory loggers)
+    private static Task InferAsync(HttpContext http, string head, string? version, GatewayService api, PredictionFlow predictor, BearerTokenInterceptor access, ILoggerFactory loggers)
         => Guard(http, loggers, async () =>
         {
             Authorize(http, access);

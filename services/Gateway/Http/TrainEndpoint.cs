@@ -1,3 +1,5 @@
+using Graft.Gateway.Auth;
+using Graft.Gateway.Flows;
 using System.Globalization;
 using System.Text.RegularExpressions;
 using Google.Protobuf;
@@ -11,7 +13,7 @@ namespace Graft.Gateway.Http;
 
 /// <summary><c>POST /v1/heads/{name}/train</c>: TrainHead for HTTP clients (client streaming does not transcode).
 /// A multipart upload (files named <c>class:&lt;label&gt;</c> or <c>value:&lt;number&gt;</c>, an optional <c>spec</c>
-/// field with a HeadSpec as JSON, an optional <c>kind</c>) is handed to the same <see cref="HeadTrainer"/> as the gRPC
+/// field with a HeadSpec as JSON, an optional <c>kind</c>) is handed to the same <see cref="TrainingFlow"/> as the gRPC
 /// call, with the same limits and admin token; its progress streams back as NDJSON, one TrainProgress per line.
 /// A failure before the first line is an ordinary HTTP error; a failure after it is a last line <c>{"error": {...}}</c>.</summary>
 public static partial class TrainEndpoint
@@ -20,7 +22,7 @@ public static partial class TrainEndpoint
     public const string ClassPrefix = "class:";
     public const string ValuePrefix = "value:";
 
-    public static async Task HandleAsync(HttpContext http, string name, HeadTrainer trainer, BearerTokenInterceptor access,
+    public static async Task HandleAsync(HttpContext http, string name, TrainingFlow trainer, BearerTokenInterceptor access,
         IOptions<GatewayOptions> options, ILoggerFactory loggers)
     {
         var progress = new NdjsonProgressWriter(http);
@@ -104,7 +106,7 @@ public static partial class TrainEndpoint
         return (spec, form.Files);
     }
 
-    /// <summary>HeadTrainer numbers examples from 1 in upload order; a person knows their files by name.</summary>
+    /// <summary>TrainingFlow numbers examples from 1 in upload order; a person knows their files by name.</summary>
     private static RpcException WithFileName(RpcException e, IReadOnlyList<IFormFile> files)
     {
         var match = ExampleNumber().Match(e.Status.Detail);
@@ -122,7 +124,7 @@ public static partial class TrainEndpoint
     private static RpcException Invalid(string message) => new(new Status(StatusCode.InvalidArgument, message));
 
     /// <summary>The upload as the TrainHead request stream: the spec, then one example per file, read only when
-    /// HeadTrainer asks for it.</summary>
+    /// TrainingFlow asks for it.</summary>
     private sealed class UploadReader(HeadSpec spec, IReadOnlyList<IFormFile> files, CancellationToken aborted) : IAsyncStreamReader<TrainHeadRequest>
     {
         private int _next = -1;

@@ -1,3 +1,5 @@
+using Graft.Gateway.Auth;
+using Graft.Gateway.Flows;
 using Google.Protobuf;
 using Graft.Gateway.Services;
 using Graft.ServiceDefaults;
@@ -15,7 +17,7 @@ public static class UploadPredictEndpoint
 {
     public const string Route = "/v1/predict/upload";
 
-    public static async Task HandleAsync(HttpContext http, Predictor predictor, BearerTokenInterceptor access,
+    public static async Task HandleAsync(HttpContext http, PredictionFlow predictor, BearerTokenInterceptor access,
         IOptions<LimitOptions> limits, ILoggerFactory loggers)
     {
         await HttpErrors.GuardAsync(http, loggers.CreateLogger(typeof(UploadPredictEndpoint)), async () =>
