@@ -77,6 +77,10 @@ public sealed class GatewayOptions : IValidatableObject
     [Range(1, 256)]
     public int PredictStreamConcurrency { get; set; } = 8;
 
+    /// <summary>Origins allowed to call the HTTP API from a browser page served elsewhere (CORS), e.g.
+    /// <c>https://app.example.com</c>. Empty (the default): no CORS headers, so only same-origin pages (the studio) can call it.</summary>
+    public string[] CorsOrigins { get; set; } = [];
+
     /// <summary>Checks that both addresses parse, naming the configuration key that does not.</summary>
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {

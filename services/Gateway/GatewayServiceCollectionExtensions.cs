@@ -1,6 +1,7 @@
 using Graft.Gateway.Auth;
 using Graft.Gateway.Downstream;
 using Graft.Gateway.Flows;
+using Graft.Gateway.Http;
 using Graft.Gateway.Services;
 using Graft.ServiceDefaults;
 using Microsoft.Extensions.Options;
@@ -27,7 +28,8 @@ public static partial class GatewayServiceCollectionExtensions
         services.AddTransient<ExportFlow>();
 
         services.AddSingleton<BearerTokenInterceptor>();
-        services.AddGrpc().AddServiceOptions<GatewayService>(o => o.Interceptors.Add<BearerTokenInterceptor>());
+        var grpc = services.AddGrpc().AddServiceOptions<GatewayService>(o => o.Interceptors.Add<BearerTokenInterceptor>());
+        services.AddGatewayHttp(grpc, options);
         // The gateway is always "ready": downstream trouble is reported per call (fast UNAVAILABLE), not by flapping health.
         services.AddReadinessGate("gateway");
         services.AddHostedService<StartupReport>();

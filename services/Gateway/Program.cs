@@ -1,4 +1,5 @@
 using Graft.Gateway;
+using Graft.Gateway.Http;
 using Graft.Gateway.Services;
 using Graft.ServiceDefaults;
 
@@ -9,4 +10,5 @@ builder.AddGateway();
 var app = builder.Build();
 app.MapGrpcService<GatewayService>();
 app.MapDefaultEndpoints();
+app.MapGatewayHttp();
 app.Run();

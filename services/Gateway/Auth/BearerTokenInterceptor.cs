@@ -68,13 +68,22 @@ public sealed partial class BearerTokenInterceptor : Interceptor
     private void Authorize(ServerCallContext context)
     {
         var admin = IsAdmin(context.Method);
+        Authorize(context.Method, admin, context.RequestHeaders.GetValue("authorization"), context.Peer);
+    }
+
+    /// <summary>The same check for the gateway's plain HTTP endpoints (uploads, training, Open Inference Protocol):
+    /// <paramref name="operation"/> names the call in the message (e.g. <c>POST /v1/heads/{name}/train</c>) and
+    /// <paramref name="authorization"/> is the request's Authorization header. Throws the same
+    /// UNAUTHENTICATED / PERMISSION_DENIED <see cref="RpcException"/> as a gRPC call gets.</summary>
+    public void Authorize(string operation, bool admin, string? authorization, string peer)
+    {
         if (admin && _adminDigest is null)
         {
             if (_allowUnauthenticatedAdmin)
             {
                 return;
             }
-            LogAdminDisabled(_logger, context.Method);
+            LogAdminDisabled(_logger, operation);
             throw new RpcException(new Status(StatusCode.PermissionDenied,
                 "Admin calls are disabled: the gateway has no admin token. Set Graft__Gateway__AdminToken, " +
                 "or Graft__Gateway__AllowUnauthenticatedAdmin=true for open local development."));
@@ -84,30 +93,29 @@ public sealed partial class BearerTokenInterceptor : Interceptor
             return; // Predict and reads are open unless a predict token is configured.
         }
 
-        var presented = ReadBearer(context.RequestHeaders);
+        var presented = ReadBearer(authorization);
         if (presented is null)
         {
-            LogRejected(_logger, context.Method, context.Peer, "no bearer token");
+            LogRejected(_logger, operation, peer, "no bearer token");
             throw new RpcException(new Status(StatusCode.Unauthenticated,
-                $"{context.Method} needs the header 'authorization: Bearer <{(admin ? "admin" : "predict")} token>'."));
+                $"{operation} needs the header 'authorization: Bearer <{(admin ? "admin" : "predict")} token>'."));
         }
 
         var digest = SHA256.HashData(Encoding.UTF8.GetBytes(presented));
         var accepted = Matches(digest, _adminDigest) | (!admin && Matches(digest, _predictDigest));
         if (!accepted)
         {
-            LogRejected(_logger, context.Method, context.Peer, "wrong token");
+            LogRejected(_logger, operation, peer, "wrong token");
             throw new RpcException(new Status(StatusCode.Unauthenticated,
-                $"The bearer token is not valid for {context.Method}{(admin ? " (it needs the admin token)" : "")}."));
+                $"The bearer token is not valid for {operation}{(admin ? " (it needs the admin token)" : "")}."));
         }
     }
 
     private static bool Matches(byte[] digest, byte[]? expected) =>
         expected is not null && CryptographicOperations.FixedTimeEquals(digest, expected);
 
-    private static string? ReadBearer(Metadata headers)
+    private static string? ReadBearer(string? value)
     {
-        var value = headers.GetValue("authorization");
         const string scheme = "Bearer ";
         if (value is null || !value.StartsWith(scheme, StringComparison.OrdinalIgnoreCase))
         {

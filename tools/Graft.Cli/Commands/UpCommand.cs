@@ -54,7 +54,7 @@ public static class UpCommand
         {
             await using var stack = await StartAsync(parse, ct);
             PrintEndpoints(stack);
-            AnsiConsole.MarkupLine($"[green]Graft stack ready[/]: gateway {stack.GatewayAddress.GetLeftPart(UriPartial.Authority)}. `graft status` shows it; Ctrl-C stops it.");
+            AnsiConsole.MarkupLine($"[green]Graft stack ready[/]: gateway {stack.GatewayAddress.GetLeftPart(UriPartial.Authority)} (gRPC). `graft status` shows it; Ctrl-C stops it.");
             try
             {
                 var message = await stack.Failure.WaitAsync(ct);
@@ -104,6 +104,8 @@ public static class UpCommand
         foreach (var s in stack.Services)
             table.AddRow(s.Service.ToString(), s.GrpcAddress.ToString(), s.HttpAddress.ToString(), s.ProcessId?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "-", Markup.Escape(LocalStack.LogPath(s)));
         AnsiConsole.Write(table);
+        var http = stack.GatewayHttpAddress.GetLeftPart(UriPartial.Authority);
+        AnsiConsole.MarkupLine($"Studio: [bold link]{http}/studio/[/]   REST/JSON: {http}/v1/...   API page: {http}/openapi   Open Inference Protocol: {http}/v2/...");
         AnsiConsole.MarkupLine($"Admin token in [bold]{Markup.Escape(stack.TokenFile)}[/] (mode 0600); `graft` reads it from there when run in this folder.");
     }
 }

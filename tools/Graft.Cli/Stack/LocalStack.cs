@@ -84,6 +84,9 @@ public sealed class LocalStack : IAsyncDisposable
 
     public Uri GatewayAddress => Ports.Gateway.GrpcAddress;
 
+    /// <summary>The gateway's HTTP/1.1 port: the studio, REST/JSON, OpenAPI, Open Inference Protocol, /metrics.</summary>
+    public Uri GatewayHttpAddress => Ports.Gateway.HttpAddress;
+
     public IReadOnlyList<ServiceProcess> Services => _group.Services;
 
     /// <summary>Where a service writes its log.</summary>
