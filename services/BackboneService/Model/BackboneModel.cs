@@ -9,7 +9,7 @@ using SessionOptions = Microsoft.ML.OnnxRuntime.SessionOptions;
 namespace Graft.Backbone.Model;
 
 /// <summary>The one ONNX Runtime session of the process: the profile's model, cut before its classifier, with a
-/// symbolic batch dimension, on the device the options ask for. <see cref="Run"/> is safe to call concurrently.</summary>
+/// symbolic batch dimension, on the device the options ask for. <c>Run</c> is safe to call concurrently.</summary>
 public sealed class BackboneModel : IDisposable
 {
     /// <summary>Name ONNX Runtime gives its CPU provider.</summary>
@@ -24,19 +24,35 @@ public sealed class BackboneModel : IDisposable
     private readonly long[] _inputShape;
     private readonly int _inputLength;
 
-    private BackboneModel(BackboneProfile profile, InferenceSession session, string inputName, GraphCut cut, string executionProvider, string fingerprint)
+    private BackboneModel(BackboneProfile profile, InferenceSession session, string inputName, GraphCut cut, IReadOnlyList<CutPoint> cutPoints,
+        ModelProto cutModel, string executionProvider, string fingerprint)
     {
         Profile = profile;
         _session = session;
         _inputNames = [inputName];
-        _outputNames = [cut.CutTensor];
+        // Output 0 is the final cut; then one per distinct earlier cut tensor. One run can return any subset.
+        _outputNames = [cut.CutTensor, .. cutPoints.Select(c => c.Tensor).Where(t => t != cut.CutTensor).Distinct()];
         _inputShape = [3, profile.InputHeight, profile.InputWidth];
         _inputLength = (int)(_inputShape[0] * _inputShape[1] * _inputShape[2]);
         Cut = cut;
         ExecutionProvider = executionProvider;
         Fingerprint = fingerprint;
-        FeatureDimension = Run([new float[_inputLength]])[0].Length;
+        var shapes = ProbeShapes();
+        FeatureDimension = (int)shapes[0].Aggregate(1L, (a, d) => a * d);
+        CutPoints = cutPoints.Select(c =>
+        {
+            var output = Array.IndexOf(_outputNames, c.Tensor);
+            var tail = CutPointFinder.TailModel(cutModel, c.Tensor, cut.CutTensor, shapes[output]);
+            var parameters = tail.Graph.Initializer.Sum(t => t.Dims.Aggregate(1L, (a, d) => a * d));
+            return new CutPointOutput(c.Name, c.Tensor, output, shapes[output], parameters, tail.ToByteArray());
+        }).ToList();
     }
+
+    /// <summary>The earlier cut points this backbone offers, each with its output index, shape and tail.</summary>
+    public IReadOnlyList<CutPointOutput> CutPoints { get; }
+
+    /// <summary>The cut point called <paramref name="name"/>, or null.</summary>
+    public CutPointOutput? FindCutPoint(string name) => CutPoints.FirstOrDefault(c => c.Name == name);
 
     public BackboneProfile Profile { get; }
 
@@ -73,10 +89,11 @@ public sealed class BackboneModel : IDisposable
         var inputName = ResolveInputName(model.Graph, profile);
         var cut = GraphCutter.Cut(model, profile.CutTensor);
         Log.GraphCut(logger, cut.CutTensor, cut.RemovedNodes, cut.RemovedParameters, cut.KeptParameters);
+        var cutPoints = CutPointFinder.Find(model.Graph, cut.CutTensor, profile.CutPoints);
+        GraphCutter.ExposeOutputs(model, cutPoints.Select(c => c.Tensor));
         var fingerprint = ComputeFingerprint(profile, bytes, cut.CutTensor);
         // The classifier's weights go no further than this managed copy: ONNX Runtime only sees the cut graph.
         var cutBytes = model.ToByteArray();
-        model = null;
 
         var (options, provider) = CreateSessionOptions(device, intraOpThreads, allowSpinning, logger);
         using (options)
@@ -92,7 +109,7 @@ public sealed class BackboneModel : IDisposable
             }
             try
             {
-                return new BackboneModel(profile, session, inputName, cut, provider, fingerprint);
+                return new BackboneModel(profile, session, inputName, cut, cutPoints, model, provider, fingerprint);
             }
             catch
             {
@@ -103,7 +120,14 @@ public sealed class BackboneModel : IDisposable
     }
 
     /// <summary>Runs one batch; each input is [3, H, W] flattened. Returns one flattened feature vector per input.</summary>
-    public float[][] Run(IReadOnlyList<float[]> inputs)
+    public float[][] Run(IReadOnlyList<float[]> inputs) => Run(inputs, FinalOnly).Select(perInput => perInput[0]).ToArray();
+
+    /// <summary>Output indexes for the final features alone.</summary>
+    public static IReadOnlyList<int> FinalOnly { get; } = [0];
+
+    /// <summary>Runs one batch once and reads the requested outputs (0 = final features, else a
+    /// <see cref="CutPointOutput.Output"/>): result[input][k] is output <paramref name="outputs"/>[k] of that input, flattened.</summary>
+    public float[][][] Run(IReadOnlyList<float[]> inputs, IReadOnlyList<int> outputs)
     {
         var batch = inputs.Count;
         var data = new float[batch * _inputLength];
@@ -113,15 +137,28 @@ public sealed class BackboneModel : IDisposable
         }
         using var input = OrtValue.CreateTensorValueFromMemory(data, [batch, .. _inputShape]);
         using var runOptions = new RunOptions();
-        using var outputs = _session.Run(runOptions, _inputNames, [input], _outputNames);
-        var output = outputs[0].GetTensorDataAsSpan<float>();
-        var perInput = output.Length / batch;
-        var features = new float[batch][];
-        for (var i = 0; i < batch; i++)
+        using var values = _session.Run(runOptions, _inputNames, [input], outputs.Select(o => _outputNames[o]).ToArray());
+        var result = new float[batch][][];
+        for (var i = 0; i < batch; i++) result[i] = new float[outputs.Count][];
+        for (var k = 0; k < outputs.Count; k++)
         {
-            features[i] = output.Slice(i * perInput, perInput).ToArray();
+            var output = values[k].GetTensorDataAsSpan<float>();
+            var perInput = output.Length / batch;
+            for (var i = 0; i < batch; i++)
+            {
+                result[i][k] = output.Slice(i * perInput, perInput).ToArray();
+            }
         }
-        return features;
+        return result;
+    }
+
+    /// <summary>Shapes (without the batch dimension) of every output, from one run of a zero input.</summary>
+    private long[][] ProbeShapes()
+    {
+        using var input = OrtValue.CreateTensorValueFromMemory(new float[_inputLength], [1, .. _inputShape]);
+        using var runOptions = new RunOptions();
+        using var values = _session.Run(runOptions, _inputNames, [input], _outputNames);
+        return values.Select(v => v.GetTensorTypeAndShape().Shape[1..]).ToArray();
     }
 
     /// <summary>Runs a warm-up batch of one and returns how long it took.</summary>
@@ -195,4 +232,17 @@ public sealed class BackboneModel : IDisposable
             return (NewOptions(), CpuProvider);
         }
     }
+}
+
+/// <summary>An earlier cut point as this model serves it.</summary>
+/// <param name="Name">Name callers ask for, e.g. <c>last-block</c>.</param>
+/// <param name="Tensor">Graph tensor read at the cut.</param>
+/// <param name="Output">Index among the session's outputs (0 is the final features).</param>
+/// <param name="Shape">Shape without the batch dimension, e.g. [512, 7, 7].</param>
+/// <param name="TailParameters">Weights (element count) of the tail between this cut and the final features.</param>
+/// <param name="TailOnnx">The tail as a standalone ONNX model (input: this cut, output: the final features).</param>
+public sealed record CutPointOutput(string Name, string Tensor, int Output, long[] Shape, long TailParameters, byte[] TailOnnx)
+{
+    /// <summary>Values per input at this cut.</summary>
+    public long Dimension => Shape.Aggregate(1L, (a, d) => a * d);
 }

@@ -1,4 +1,5 @@
 using System.Threading.Channels;
+using Google.Protobuf;
 using Google.Protobuf.Collections;
 using Graft.V1;
 using Grpc.Core;
@@ -68,7 +69,36 @@ public sealed class BackboneGrpcService(FeatureExtractor extractor) : V1.Backbon
             CacheUsedBytes = extractor.Cache.UsedBytes,
         };
         info.InputShape.AddRange(model.InputShape);
+        foreach (var cut in model.CutPoints)
+        {
+            var cutInfo = new CutPointInfo { Name = cut.Name, Tensor = cut.Tensor, Dimension = cut.Dimension, TailParameters = cut.TailParameters };
+            cutInfo.Shape.AddRange(cut.Shape);
+            info.CutPoints.Add(cutInfo);
+        }
         return Task.FromResult(info);
+    }
+
+    /// <summary>Bytes per <see cref="TailGraphChunk"/>: well under the default 4 MB message limit.</summary>
+    public const int TailChunkBytes = 1 << 20;
+
+    public override async Task GetTail(GetTailRequest request, IServerStreamWriter<TailGraphChunk> responseStream, ServerCallContext context)
+    {
+        var model = extractor.Model;
+        var cut = model.FindCutPoint(request.CutPoint) ?? throw new RpcException(new Status(StatusCode.InvalidArgument, model.CutPoints.Count == 0
+            ? $"Cut point '{request.CutPoint}' is unknown: backbone '{model.Profile.Name}' offers no earlier cut points."
+            : $"Cut point '{request.CutPoint}' is unknown; backbone '{model.Profile.Name}' offers {string.Join(", ", model.CutPoints.Select(c => c.Name))}."));
+        for (var offset = 0; offset < cut.TailOnnx.Length; offset += TailChunkBytes)
+        {
+            var chunk = new TailGraphChunk
+            {
+                CutPoint = cut.Name,
+                Fingerprint = model.Fingerprint,
+                OnnxChunk = ByteString.CopyFrom(cut.TailOnnx, offset, Math.Min(TailChunkBytes, cut.TailOnnx.Length - offset)),
+                TotalBytes = cut.TailOnnx.Length,
+            };
+            chunk.InputShape.AddRange(cut.Shape);
+            await responseStream.WriteAsync(chunk, context.CancellationToken);
+        }
     }
 
     private async Task<ExtractStreamReply> ExtractItemAsync(ExtractStreamRequest item, CancellationToken token)
@@ -90,15 +120,23 @@ public sealed class BackboneGrpcService(FeatureExtractor extractor) : V1.Backbon
 
     private async Task<ExtractReply> ExtractOneAsync(ExtractRequest request, CancellationToken token)
     {
+        var cutPoints = request.CutPoints;
         var features = request.InputCase switch
         {
-            ExtractRequest.InputOneofCase.Image => await extractor.ExtractImageAsync(request.Image.Memory, token),
-            ExtractRequest.InputOneofCase.Tensor => await extractor.ExtractTensorAsync(request.Tensor.Shape, ToMemory(request.Tensor.Data), token),
+            ExtractRequest.InputOneofCase.Image => await extractor.ExtractImageAsync(request.Image.Memory, cutPoints, token),
+            ExtractRequest.InputOneofCase.Tensor => await extractor.ExtractTensorAsync(request.Tensor.Shape, ToMemory(request.Tensor.Data), cutPoints, token),
             _ => throw new InputRejectedException(
                 "The request has no input; set 'image' to encoded image bytes (JPEG, PNG, WebP, GIF or BMP) or 'tensor' to a float32 tensor."),
         };
         var reply = new ExtractReply { Dimension = features.Values.Length, Fingerprint = extractor.Model.Fingerprint, CacheHit = features.CacheHit };
         reply.Features.AddRange(features.Values);
+        for (var k = 0; k < cutPoints.Count; k++)
+        {
+            var cut = new CutFeatures { CutPoint = cutPoints[k] };
+            cut.Shape.AddRange(extractor.Model.FindCutPoint(cutPoints[k])!.Shape);
+            cut.Values.AddRange(features.CutValues[k]);
+            reply.CutFeatures.Add(cut);
+        }
         return reply;
     }
 
