@@ -86,3 +86,48 @@ public sealed class TailConversionTests(ITestOutputHelper output)
         Assert.Contains("not support", e.Message);
     }
 }
+
+public sealed class FineTunerTests(ITestOutputHelper output)
+{
+    [Fact]
+    public void Fine_tuning_the_last_block_is_seeded_keeps_batch_norm_statistics_and_trains_the_tail_slower_than_the_head()
+    {
+        var profile = BackboneProfiles.Resolve(new Graft.Backbone.BackboneOptions(), AppContext.BaseDirectory);
+        using var backbone = BackboneModel.Load(profile, "cpu", 2, NullLogger.Instance);
+        var preprocessor = Preprocessor.Create(profile, 40_000_000);
+        var samples = SampleImages.Load("train").GroupBy(s => s.Label).SelectMany(g => g.Take(3)).ToList();
+        var cut = backbone.FindCutPoint(CutPointFinder.LastBlock)!;
+        var rows = backbone.Run(samples.Select(s => preprocessor.Preprocess(File.ReadAllBytes(s.Path))).ToList(), [cut.Output]);
+        var labels = samples.Select(s => s.Label).Distinct().Order(StringComparer.Ordinal).ToList();
+        var data = new Graft.Heads.Training.TrainingSet(samples.Count, (int)cut.Dimension, rows.SelectMany(r => r[0]).ToArray(), null,
+            samples.Select(s => labels.IndexOf(s.Label)).ToArray(), labels);
+        var settings = new FineTuneSettings { Epochs = 2, BatchSize = 10, ValidationFraction = 0.34 };
+        using var pretrained = OnnxTail.FromOnnx(cut.TailOnnx);
+        var before = pretrained.state_dict().ToDictionary(p => p.Key, p => p.Value.clone());
+
+        using var first = OnnxTail.FromOnnx(cut.TailOnnx);
+        var reports = new List<Graft.Heads.Training.EpochReport>();
+        var one = FineTuner.TrainClassifier(first, data, settings, new SynchronousProgress(reports.Add), CancellationToken.None);
+        using var second = OnnxTail.FromOnnx(cut.TailOnnx);
+        var two = FineTuner.TrainClassifier(second, data, settings, null, CancellationToken.None);
+
+        output.WriteLine($"two fine-tunings of 20 rows x 2 epochs: {one.TrainingSeconds:F1} s + {two.TrainingSeconds:F1} s");
+        Assert.Equal(2, reports.Count);
+        Assert.Equal(one.Weights.Select(w => w.Data), two.Weights.Select(w => w.Data));
+        var after = first.state_dict();
+        foreach (var (name, value) in before.Where(p => p.Key.Contains("running_", StringComparison.Ordinal)))
+        {
+            Assert.True(value.eq(after[name]).all().item<bool>(), $"batch-norm statistic {name} changed");
+        }
+        // Adam moves every weight by about its learning rate per step: the tail (1e-4) a tenth as far as the head.
+        var convName = before.Keys.First(k => k.EndsWith(".weight", StringComparison.Ordinal) && before[k].dim() == 4);
+        var tailStep = after[convName].sub(before[convName]).abs().max().item<float>();
+        Assert.InRange(tailStep, 1e-6f, 1e-3f);
+        Assert.True(reports[1].TrainLoss < reports[0].TrainLoss, $"training loss went from {reports[0].TrainLoss} to {reports[1].TrainLoss}");
+    }
+
+    private sealed class SynchronousProgress(Action<Graft.Heads.Training.EpochReport> report) : IProgress<Graft.Heads.Training.EpochReport>
+    {
+        public void Report(Graft.Heads.Training.EpochReport value) => report(value);
+    }
+}
