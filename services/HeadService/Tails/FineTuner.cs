@@ -12,7 +12,8 @@ public sealed record FineTuneSettings
 {
     public double HeadLearningRate { get; init; } = 1e-3;
 
-    /// <summary>The pretrained tail moves ten times slower than the new layers: it starts good, they start random.</summary>
+    /// <summary>The pretrained tail moves ten times slower than the new layers: it starts good, they start random.
+    /// 0 keeps the tail frozen (the same protocol as a frozen-feature probe, for comparison).</summary>
     public double TailLearningRate { get; init; } = 1e-4;
 
     public double WeightDecay { get; init; } = 1e-4;
@@ -62,7 +63,9 @@ public static class FineTuner
             head = nn.Linear(ProbeOutputDimension(tail), data.Labels.Count);
         }
         using var _ = head;
-        using var tailOptimizer = optim.Adam(tail.parameters(), lr: settings.TailLearningRate, weight_decay: settings.WeightDecay);
+        using var tailOptimizer = settings.TailLearningRate > 0
+            ? optim.Adam(tail.parameters(), lr: settings.TailLearningRate, weight_decay: settings.WeightDecay)
+            : null;
         using var headOptimizer = optim.Adam(head.parameters(), lr: settings.HeadLearningRate, weight_decay: settings.WeightDecay);
         var parameters = tail.named_parameters().Select(p => ("tail." + p.name, p.parameter))
             .Concat(head.named_parameters().Select(p => ("head." + p.name, p.parameter))).ToList();
@@ -87,11 +90,11 @@ public static class FineTuner
                     using var scope = NewDisposeScope();
                     var count = Math.Min(settings.BatchSize, order.Length - start);
                     var index = tensor(order.AsSpan(start, count).ToArray().Select(i => (long)i).ToArray());
-                    tailOptimizer.zero_grad();
+                    tailOptimizer?.zero_grad();
                     headOptimizer.zero_grad();
                     var loss = nn.functional.cross_entropy(head.call(tail.call(features.index_select(0, index))), labels.index_select(0, index));
                     loss.backward();
-                    tailOptimizer.step();
+                    tailOptimizer?.step();
                     headOptimizer.step();
                     lossSum += loss.item<float>() * count;
                 }
