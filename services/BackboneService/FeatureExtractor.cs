@@ -16,17 +16,30 @@ public sealed record Features(float[] Values, bool CacheHit, IReadOnlyList<float
     public Features(float[] values, bool cacheHit) : this(values, cacheHit, []) { }
 }
 
+/// <summary>A backbone as <c>Describe</c> reports it.</summary>
+public sealed record BackboneDescription(
+    string Name, string Fingerprint, IReadOnlyList<long> InputShape, int FeatureDimension, string ExecutionProvider,
+    string CutTensor, string Preprocessing, int MaxBatchSize, TimeSpan MaxQueueDelay, long CacheCapacityBytes, long CacheUsedBytes,
+    IReadOnlyList<CutPointOutput> CutPoints);
+
 /// <summary>The data flow of one extraction: cache lookup → decode and preprocess (<see cref="Imaging"/>) →
 /// dynamic batch (<see cref="Batching"/>) → model run (<see cref="Model"/>) → cache store (<see cref="Caching"/>).</summary>
 public sealed class FeatureExtractor(BackboneModel model, Preprocessor preprocessor, DynamicBatcher batcher, FeatureCache cache, BackboneMetrics metrics)
 {
-    public BackboneModel Model => model;
+    /// <summary>The fingerprint of the backbone every feature vector comes from.</summary>
+    public string Fingerprint => model.Fingerprint;
 
-    public Preprocessor Preprocessor => preprocessor;
+    /// <summary>How many streamed items to work on at once: twice a batch keeps the batcher fed.</summary>
+    public int StreamConcurrency => Math.Max(2, batcher.MaxBatchSize * 2);
 
-    public DynamicBatcher Batcher => batcher;
+    /// <summary>What the backbone is and how it runs, for <c>Describe</c>.</summary>
+    public BackboneDescription Describe() => new(
+        model.Profile.Name, model.Fingerprint, model.InputShape, model.FeatureDimension, model.ExecutionProvider,
+        model.Cut.CutTensor, model.Profile.DescribePreprocessing(), batcher.MaxBatchSize, batcher.MaxQueueDelay,
+        cache.CapacityBytes, cache.UsedBytes, model.CutPoints);
 
-    public FeatureCache Cache => cache;
+    /// <summary>Runs one warm-up batch through the model; returns the backbone and how long that run took.</summary>
+    public (BackboneDescription Backbone, TimeSpan WarmUp) WarmUp() => (Describe(), model.WarmUp());
 
     /// <summary>Extracts the features of encoded image bytes.</summary>
     /// <exception cref="InputRejectedException">The bytes are not an acceptable image.</exception>
@@ -77,17 +90,17 @@ public sealed class FeatureExtractor(BackboneModel model, Preprocessor preproces
         return await RunAsync(key, values.ToArray(), cutPoints, outputs, cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>The cut point called <paramref name="name"/>.</summary>
+    /// <exception cref="InputRejectedException">The backbone offers no such cut point (the message names those it offers).</exception>
+    public CutPointOutput CutPoint(string name) => model.FindCutPoint(name) ?? throw new InputRejectedException(model.CutPoints.Count == 0
+        ? $"Cut point '{name}' is unknown: backbone '{model.Profile.Name}' offers no earlier cut points; ask for the final features only."
+        : $"Cut point '{name}' is unknown; backbone '{model.Profile.Name}' offers {string.Join(", ", model.CutPoints.Select(c => c.Name))}.");
+
     /// <summary>Model output indexes for the final features followed by each named cut point.</summary>
     private List<int> ResolveCutPoints(IReadOnlyList<string> cutPoints)
     {
         var outputs = new List<int>(cutPoints.Count + 1) { 0 };
-        foreach (var name in cutPoints)
-        {
-            var cut = model.FindCutPoint(name) ?? throw new InputRejectedException(model.CutPoints.Count == 0
-                ? $"Cut point '{name}' is unknown: backbone '{model.Profile.Name}' offers no earlier cut points; ask for the final features only."
-                : $"Cut point '{name}' is unknown; backbone '{model.Profile.Name}' offers {string.Join(", ", model.CutPoints.Select(c => c.Name))}.");
-            outputs.Add(cut.Output);
-        }
+        foreach (var name in cutPoints) outputs.Add(CutPoint(name).Output);
         return outputs;
     }
 

@@ -1,6 +1,7 @@
-using System.Threading.Channels;
 using Google.Protobuf;
 using Google.Protobuf.Collections;
+using Graft.Backbone.Model;
+using Graft.ServiceDefaults.Streaming;
 using Graft.V1;
 using Grpc.Core;
 
@@ -18,58 +19,38 @@ public sealed class BackboneGrpcService(FeatureExtractor extractor) : V1.Backbon
         }
         catch (InputRejectedException e)
         {
-            throw new RpcException(new Status(e.IsSizeLimit ? StatusCode.ResourceExhausted : StatusCode.InvalidArgument, e.Message));
+            throw new RpcException(new Status(StatusOf(e), e.Message));
         }
     }
 
     /// <summary>Items are extracted concurrently (so they batch) and answered in request order; a bad item gets an
     /// item-level error and the stream goes on.</summary>
-    public override async Task ExtractStream(IAsyncStreamReader<ExtractStreamRequest> requestStream, IServerStreamWriter<ExtractStreamReply> responseStream, ServerCallContext context)
-    {
-        var token = context.CancellationToken;
-        // Bounded so a fast sender cannot queue unbounded work; twice a batch keeps the batcher fed.
-        var inFlight = Channel.CreateBounded<Task<ExtractStreamReply>>(Math.Max(2, extractor.Batcher.MaxBatchSize * 2));
-        var reading = Task.Run(async () =>
-        {
-            try
-            {
-                await foreach (var item in requestStream.ReadAllAsync(token))
-                {
-                    await inFlight.Writer.WriteAsync(ExtractItemAsync(item, token), token);
-                }
-                inFlight.Writer.TryComplete();
-            }
-            catch (Exception e)
-            {
-                inFlight.Writer.TryComplete(e);
-            }
-        }, token);
-
-        await foreach (var reply in inFlight.Reader.ReadAllAsync(token))
-        {
-            await responseStream.WriteAsync(await reply, token);
-        }
-        await reading;
-    }
+    public override Task ExtractStream(IAsyncStreamReader<ExtractStreamRequest> requestStream, IServerStreamWriter<ExtractStreamReply> responseStream, ServerCallContext context)
+        => OrderedStreamPipeline.RunAsync(requestStream, responseStream, extractor.StreamConcurrency,
+            async (item, token) => new ExtractStreamReply { Id = item.Id, Reply = await ExtractOneAsync(item.Request ?? new ExtractRequest(), token) },
+            (item, e) => e is InputRejectedException rejected
+                ? new ExtractStreamReply { Id = item.Id, ErrorCode = (int)StatusOf(rejected), ErrorMessage = rejected.Message }
+                : null,
+            context.CancellationToken);
 
     public override Task<BackboneInfo> Describe(DescribeBackboneRequest request, ServerCallContext context)
     {
-        var model = extractor.Model;
+        var d = extractor.Describe();
         var info = new BackboneInfo
         {
-            Name = model.Profile.Name,
-            Fingerprint = model.Fingerprint,
-            FeatureDimension = model.FeatureDimension,
-            ExecutionProvider = model.ExecutionProvider,
-            MaxBatchSize = extractor.Batcher.MaxBatchSize,
-            MaxQueueDelayMs = extractor.Batcher.MaxQueueDelay.TotalMilliseconds,
-            CutTensor = model.Cut.CutTensor,
-            Preprocessing = model.Profile.DescribePreprocessing(),
-            CacheCapacityBytes = extractor.Cache.CapacityBytes,
-            CacheUsedBytes = extractor.Cache.UsedBytes,
+            Name = d.Name,
+            Fingerprint = d.Fingerprint,
+            FeatureDimension = d.FeatureDimension,
+            ExecutionProvider = d.ExecutionProvider,
+            MaxBatchSize = d.MaxBatchSize,
+            MaxQueueDelayMs = d.MaxQueueDelay.TotalMilliseconds,
+            CutTensor = d.CutTensor,
+            Preprocessing = d.Preprocessing,
+            CacheCapacityBytes = d.CacheCapacityBytes,
+            CacheUsedBytes = d.CacheUsedBytes,
         };
-        info.InputShape.AddRange(model.InputShape);
-        foreach (var cut in model.CutPoints)
+        info.InputShape.AddRange(d.InputShape);
+        foreach (var cut in d.CutPoints)
         {
             var cutInfo = new CutPointInfo { Name = cut.Name, Tensor = cut.Tensor, Dimension = cut.Dimension, TailParameters = cut.TailParameters };
             cutInfo.Shape.AddRange(cut.Shape);
@@ -83,16 +64,21 @@ public sealed class BackboneGrpcService(FeatureExtractor extractor) : V1.Backbon
 
     public override async Task GetTail(GetTailRequest request, IServerStreamWriter<TailGraphChunk> responseStream, ServerCallContext context)
     {
-        var model = extractor.Model;
-        var cut = model.FindCutPoint(request.CutPoint) ?? throw new RpcException(new Status(StatusCode.InvalidArgument, model.CutPoints.Count == 0
-            ? $"Cut point '{request.CutPoint}' is unknown: backbone '{model.Profile.Name}' offers no earlier cut points."
-            : $"Cut point '{request.CutPoint}' is unknown; backbone '{model.Profile.Name}' offers {string.Join(", ", model.CutPoints.Select(c => c.Name))}."));
+        CutPointOutput cut;
+        try
+        {
+            cut = extractor.CutPoint(request.CutPoint);
+        }
+        catch (InputRejectedException e)
+        {
+            throw new RpcException(new Status(StatusOf(e), e.Message));
+        }
         for (var offset = 0; offset < cut.TailOnnx.Length; offset += TailChunkBytes)
         {
             var chunk = new TailGraphChunk
             {
                 CutPoint = cut.Name,
-                Fingerprint = model.Fingerprint,
+                Fingerprint = extractor.Fingerprint,
                 OnnxChunk = ByteString.CopyFrom(cut.TailOnnx, offset, Math.Min(TailChunkBytes, cut.TailOnnx.Length - offset)),
                 TotalBytes = cut.TailOnnx.Length,
             };
@@ -101,22 +87,7 @@ public sealed class BackboneGrpcService(FeatureExtractor extractor) : V1.Backbon
         }
     }
 
-    private async Task<ExtractStreamReply> ExtractItemAsync(ExtractStreamRequest item, CancellationToken token)
-    {
-        try
-        {
-            return new ExtractStreamReply { Id = item.Id, Reply = await ExtractOneAsync(item.Request ?? new ExtractRequest(), token) };
-        }
-        catch (InputRejectedException e)
-        {
-            return new ExtractStreamReply
-            {
-                Id = item.Id,
-                ErrorCode = (int)(e.IsSizeLimit ? StatusCode.ResourceExhausted : StatusCode.InvalidArgument),
-                ErrorMessage = e.Message,
-            };
-        }
-    }
+    private static StatusCode StatusOf(InputRejectedException e) => e.IsSizeLimit ? StatusCode.ResourceExhausted : StatusCode.InvalidArgument;
 
     private async Task<ExtractReply> ExtractOneAsync(ExtractRequest request, CancellationToken token)
     {
@@ -128,12 +99,12 @@ public sealed class BackboneGrpcService(FeatureExtractor extractor) : V1.Backbon
             _ => throw new InputRejectedException(
                 "The request has no input; set 'image' to encoded image bytes (JPEG, PNG, WebP, GIF or BMP) or 'tensor' to a float32 tensor."),
         };
-        var reply = new ExtractReply { Dimension = features.Values.Length, Fingerprint = extractor.Model.Fingerprint, CacheHit = features.CacheHit };
+        var reply = new ExtractReply { Dimension = features.Values.Length, Fingerprint = extractor.Fingerprint, CacheHit = features.CacheHit };
         reply.Features.AddRange(features.Values);
         for (var k = 0; k < cutPoints.Count; k++)
         {
             var cut = new CutFeatures { CutPoint = cutPoints[k] };
-            cut.Shape.AddRange(extractor.Model.FindCutPoint(cutPoints[k])!.Shape);
+            cut.Shape.AddRange(extractor.CutPoint(cutPoints[k]).Shape);
             cut.Values.AddRange(features.CutValues[k]);
             reply.CutFeatures.Add(cut);
         }

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Graft.Heads.Model;
 using Graft.Heads.Registry;
 using Graft.Heads.Training;
 using TorchSharp;

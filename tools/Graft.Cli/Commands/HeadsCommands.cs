@@ -7,7 +7,7 @@ using Spectre.Console;
 
 namespace Graft.Cli.Commands;
 
-/// <summary><c>graft heads list|show|delete|activate</c> and <c>graft backbone describe</c>.</summary>
+/// <summary><c>graft heads list|show|delete|activate</c>.</summary>
 public static class HeadsCommands
 {
     public static Command Create()
@@ -32,7 +32,7 @@ public static class HeadsCommands
                 var active = h.Versions.FirstOrDefault(v => v.Version == h.ActiveVersion);
                 table.AddRow(
                     Markup.Escape(h.Name),
-                    active is null ? "" : Format.Kind(active.Kind),
+                    active is null ? "" : active.Kind.Name(),
                     h.ActiveVersion == 0 ? "none" : $"v{h.ActiveVersion}",
                     h.Versions.Count.ToString(CultureInfo.InvariantCulture),
                     active is null ? "" : Markup.Escape(Metric(active)),
@@ -58,7 +58,7 @@ public static class HeadsCommands
             {
                 table.AddRow(
                     (v.Version == info.ActiveVersion ? "* v" : "  v") + v.Version.ToString(CultureInfo.InvariantCulture),
-                    Format.Kind(v.Kind),
+                    v.Kind.Name(),
                     v.Created is null ? "" : v.Created.ToDateTime().ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture),
                     Markup.Escape(v.Labels.Count == 0 ? "-" : string.Join(", ", v.Labels.Take(6)) + (v.Labels.Count > 6 ? ", ..." : "")),
                     v.InputDimension.ToString(CultureInfo.InvariantCulture),
@@ -105,34 +105,6 @@ public static class HeadsCommands
         heads.Subcommands.Add(delete);
         heads.Subcommands.Add(activate);
         return heads;
-    }
-
-    public static Command CreateBackbone()
-    {
-        var backbone = new Command("backbone", "Inspect the frozen backbone.");
-        var describe = new Command("describe", "Show the backbone in use: model, fingerprint, cut point, device, batching, cache.");
-        describe.SetRun(async (parse, ct) =>
-        {
-            using var session = GlobalOptions.Connect(parse);
-            var reply = await session.Call("describe the backbone",
-                c => c.DescribeAsync(new DescribeRequest(), session.Headers(), GatewaySession.UnaryDeadline, ct).ResponseAsync);
-            var b = reply.Backbone ?? new BackboneInfo();
-            var table = new Table().Border(TableBorder.Rounded).AddColumn("property").AddColumn("value");
-            table.AddRow("name", Markup.Escape(b.Name));
-            table.AddRow("fingerprint", Markup.Escape(b.Fingerprint));
-            table.AddRow("input shape", string.Join(" x ", b.InputShape));
-            table.AddRow("feature dimension", b.FeatureDimension.ToString(CultureInfo.InvariantCulture));
-            table.AddRow("cut tensor", Markup.Escape(b.CutTensor));
-            table.AddRow("preprocessing", Markup.Escape(b.Preprocessing));
-            table.AddRow("execution provider", Markup.Escape(b.ExecutionProvider));
-            table.AddRow("dynamic batching", $"up to {b.MaxBatchSize} images, wait at most {Format.Number(b.MaxQueueDelayMs)} ms");
-            table.AddRow("feature cache", $"{b.CacheUsedBytes / 1048576.0:0.0} MiB used of {b.CacheCapacityBytes / 1048576.0:0.0} MiB");
-            table.AddRow("heads", $"{reply.Heads.Count} ({reply.Heads.Count(h => h.Stale)} stale)");
-            AnsiConsole.Write(table);
-            return ExitCodes.Ok;
-        });
-        backbone.Subcommands.Add(describe);
-        return backbone;
     }
 
     /// <summary>The headline validation metric of a version with its baseline.</summary>
