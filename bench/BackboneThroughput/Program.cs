@@ -32,7 +32,7 @@ using (var model = BackboneModel.Load(profile, "cpu", 0, NullLogger.Instance))
     // The dynamic batcher in-process, one caller at a time: what batching itself adds to a lone request.
     var meters = new Microsoft.Extensions.DependencyInjection.ServiceCollection().AddMetrics().BuildServiceProvider()
         .GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>();
-    await using var batcher = new Graft.Backbone.Batching.DynamicBatcher(model.Run, 16, TimeSpan.FromMilliseconds(2),
+    await using var batcher = new Graft.Backbone.Batching.DynamicBatcher((Func<IReadOnlyList<float[]>, float[][]>)model.Run, 16, TimeSpan.FromMilliseconds(2),
         new Graft.Backbone.Telemetry.BackboneMetrics(meters), NullLogger.Instance);
     batcher1 = Measure(seconds / 4, () => { batcher.EnqueueAsync(inputs[0], CancellationToken.None).GetAwaiter().GetResult(); return 1; });
 }

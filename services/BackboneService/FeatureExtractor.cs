@@ -7,13 +7,20 @@ using Graft.Backbone.Telemetry;
 
 namespace Graft.Backbone;
 
-/// <summary>Features of one input, and whether the cache supplied them.</summary>
-public sealed record Features(float[] Values, bool CacheHit);
+/// <summary>Features of one input, and whether the cache supplied them all.</summary>
+/// <param name="Values">The final features.</param>
+/// <param name="CacheHit">True when no model run was needed.</param>
+/// <param name="CutValues">The activations at each requested earlier cut point, in request order.</param>
+public sealed record Features(float[] Values, bool CacheHit, IReadOnlyList<float[]> CutValues)
+{
+    public Features(float[] values, bool cacheHit) : this(values, cacheHit, []) { }
+}
 
 /// <summary>A backbone as <c>Describe</c> reports it.</summary>
 public sealed record BackboneDescription(
     string Name, string Fingerprint, IReadOnlyList<long> InputShape, int FeatureDimension, string ExecutionProvider,
-    string CutTensor, string Preprocessing, int MaxBatchSize, TimeSpan MaxQueueDelay, long CacheCapacityBytes, long CacheUsedBytes);
+    string CutTensor, string Preprocessing, int MaxBatchSize, TimeSpan MaxQueueDelay, long CacheCapacityBytes, long CacheUsedBytes,
+    IReadOnlyList<CutPointOutput> CutPoints);
 
 /// <summary>The served graph and what an exporter needs to put the preprocessing in front of it.</summary>
 public sealed record GraphExport(ServedModel Served, BackboneProfile Profile, ReadOnlyMemory<float> MeanImage, IReadOnlyList<long> InputShape, int FeatureDimension);
@@ -32,7 +39,7 @@ public sealed class FeatureExtractor(BackboneModel model, Preprocessor preproces
     public BackboneDescription Describe() => new(
         model.Profile.Name, model.Fingerprint, model.InputShape, model.FeatureDimension, model.ExecutionProvider,
         model.Cut.CutTensor, model.Profile.DescribePreprocessing(), batcher.MaxBatchSize, batcher.MaxQueueDelay,
-        cache.CapacityBytes, cache.UsedBytes);
+        cache.CapacityBytes, cache.UsedBytes, model.CutPoints);
 
     /// <summary>The graph as the session runs it, rebuilt from the model file, with the preprocessing as data.</summary>
     /// <exception cref="InvalidOperationException">The model file changed since start.</exception>
@@ -43,18 +50,30 @@ public sealed class FeatureExtractor(BackboneModel model, Preprocessor preproces
 
     /// <summary>Extracts the features of encoded image bytes.</summary>
     /// <exception cref="InputRejectedException">The bytes are not an acceptable image.</exception>
-    public async Task<Features> ExtractImageAsync(ReadOnlyMemory<byte> image, CancellationToken cancellationToken)
+    public Task<Features> ExtractImageAsync(ReadOnlyMemory<byte> image, CancellationToken cancellationToken) =>
+        ExtractImageAsync(image, [], cancellationToken);
+
+    /// <summary>Extracts the final features of encoded image bytes and the activations at <paramref name="cutPoints"/>, in one model run.</summary>
+    /// <exception cref="InputRejectedException">The bytes are not an acceptable image, or a cut point is unknown.</exception>
+    public async Task<Features> ExtractImageAsync(ReadOnlyMemory<byte> image, IReadOnlyList<string> cutPoints, CancellationToken cancellationToken)
     {
+        var outputs = ResolveCutPoints(cutPoints);
         var key = cache.KeyFor("image", image.Span);
-        if (TryHit(key) is { } hit) return hit;
+        if (TryHit(key, cutPoints) is { } hit) return hit;
         var input = preprocessor.Preprocess(image.Span);
-        return await RunAsync(key, input, cancellationToken).ConfigureAwait(false);
+        return await RunAsync(key, input, cutPoints, outputs, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Extracts the features of a preprocessed input tensor given without its batch dimension.</summary>
     /// <exception cref="InputRejectedException">Wrong shape, wrong value count, or a NaN/Inf value.</exception>
-    public async Task<Features> ExtractTensorAsync(IReadOnlyList<long> shape, ReadOnlyMemory<float> data, CancellationToken cancellationToken)
+    public Task<Features> ExtractTensorAsync(IReadOnlyList<long> shape, ReadOnlyMemory<float> data, CancellationToken cancellationToken) =>
+        ExtractTensorAsync(shape, data, [], cancellationToken);
+
+    /// <summary>Extracts the features of a preprocessed input tensor and the activations at <paramref name="cutPoints"/>, in one model run.</summary>
+    /// <exception cref="InputRejectedException">Wrong shape, wrong value count, a NaN/Inf value, or an unknown cut point.</exception>
+    public async Task<Features> ExtractTensorAsync(IReadOnlyList<long> shape, ReadOnlyMemory<float> data, IReadOnlyList<string> cutPoints, CancellationToken cancellationToken)
     {
+        var outputs = ResolveCutPoints(cutPoints);
         var expected = model.InputShape;
         var accepted = $"[{string.Join(", ", expected)}] (without the batch dimension) with {model.InputLength} float32 values";
         if (!shape.SequenceEqual(expected))
@@ -74,25 +93,50 @@ public sealed class FeatureExtractor(BackboneModel model, Preprocessor preproces
             }
         }
         var key = cache.KeyFor("tensor", MemoryMarshal.AsBytes(values), MemoryMarshal.AsBytes(CollectionsMarshal.AsSpan(shape.ToList())));
-        if (TryHit(key) is { } hit) return hit;
-        return await RunAsync(key, values.ToArray(), cancellationToken).ConfigureAwait(false);
+        if (TryHit(key, cutPoints) is { } hit) return hit;
+        return await RunAsync(key, values.ToArray(), cutPoints, outputs, cancellationToken).ConfigureAwait(false);
     }
 
-    private Features? TryHit(string key)
+    /// <summary>The cut point called <paramref name="name"/>.</summary>
+    /// <exception cref="InputRejectedException">The backbone offers no such cut point (the message names those it offers).</exception>
+    public CutPointOutput CutPoint(string name) => model.FindCutPoint(name) ?? throw new InputRejectedException(model.CutPoints.Count == 0
+        ? $"Cut point '{name}' is unknown: backbone '{model.Profile.Name}' offers no earlier cut points; ask for the final features only."
+        : $"Cut point '{name}' is unknown; backbone '{model.Profile.Name}' offers {string.Join(", ", model.CutPoints.Select(c => c.Name))}.");
+
+    /// <summary>Model output indexes for the final features followed by each named cut point.</summary>
+    private List<int> ResolveCutPoints(IReadOnlyList<string> cutPoints)
+    {
+        var outputs = new List<int>(cutPoints.Count + 1) { 0 };
+        foreach (var name in cutPoints) outputs.Add(CutPoint(name).Output);
+        return outputs;
+    }
+
+    /// <summary>A hit only when the final features and every requested cut are cached (each cut has its own entry).</summary>
+    private Features? TryHit(string key, IReadOnlyList<string> cutPoints)
     {
         if (cache.TryGet(key, out var cached))
         {
-            metrics.CacheHit();
-            return new Features(cached, CacheHit: true);
+            var cuts = new float[cutPoints.Count][];
+            var all = true;
+            for (var k = 0; k < cutPoints.Count && all; k++)
+            {
+                all = cache.TryGet(FeatureCache.KeyForCut(key, cutPoints[k]), out cuts[k]);
+            }
+            if (all)
+            {
+                metrics.CacheHit();
+                return new Features(cached, CacheHit: true, cuts);
+            }
         }
         metrics.CacheMiss();
         return null;
     }
 
-    private async Task<Features> RunAsync(string key, float[] input, CancellationToken cancellationToken)
+    private async Task<Features> RunAsync(string key, float[] input, IReadOnlyList<string> cutPoints, IReadOnlyList<int> outputs, CancellationToken cancellationToken)
     {
-        var features = await batcher.EnqueueAsync(input, cancellationToken).ConfigureAwait(false);
-        cache.Set(key, features);
-        return new Features(features, CacheHit: false);
+        var values = await batcher.EnqueueAsync(input, outputs, cancellationToken).ConfigureAwait(false);
+        cache.Set(key, values[0]);
+        for (var k = 0; k < cutPoints.Count; k++) cache.Set(FeatureCache.KeyForCut(key, cutPoints[k]), values[k + 1]);
+        return new Features(values[0], CacheHit: false, values[1..]);
     }
 }

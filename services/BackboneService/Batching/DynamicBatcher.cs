@@ -10,7 +10,7 @@ namespace Graft.Backbone.Batching;
 /// others to join. Requests cancelled (or past their deadline) while queued are dropped before the run.</summary>
 public sealed class DynamicBatcher : IAsyncDisposable
 {
-    private readonly Func<IReadOnlyList<float[]>, float[][]> _run;
+    private readonly Func<IReadOnlyList<float[]>, IReadOnlyList<int>, float[][][]> _run;
     private readonly int _maxBatchSize;
     private readonly TimeSpan _maxQueueDelay;
     private readonly BackboneMetrics _metrics;
@@ -19,6 +19,13 @@ public sealed class DynamicBatcher : IAsyncDisposable
     private readonly Task _worker;
 
     public DynamicBatcher(Func<IReadOnlyList<float[]>, float[][]> run, int maxBatchSize, TimeSpan maxQueueDelay, BackboneMetrics metrics, ILogger logger)
+        : this((inputs, _) => run(inputs).Select(f => new[] { f }).ToArray(), maxBatchSize, maxQueueDelay, metrics, logger)
+    {
+    }
+
+    /// <summary>Creates a batcher over a run that returns several outputs per input (result[input][k] is output
+    /// <c>outputs[k]</c>); a batch asks for the union of what its requests want, in one run.</summary>
+    public DynamicBatcher(Func<IReadOnlyList<float[]>, IReadOnlyList<int>, float[][][]> run, int maxBatchSize, TimeSpan maxQueueDelay, BackboneMetrics metrics, ILogger logger)
     {
         _run = run;
         _maxBatchSize = maxBatchSize;
@@ -28,9 +35,9 @@ public sealed class DynamicBatcher : IAsyncDisposable
         _worker = Task.Factory.StartNew(WorkAsync, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
     }
 
-    /// <summary>Creates a batcher over a model's <see cref="BackboneModel.Run"/>.</summary>
+    /// <summary>Creates a batcher over a model's <see cref="BackboneModel.Run(IReadOnlyList{float[]}, IReadOnlyList{int})"/>.</summary>
     public DynamicBatcher(BackboneModel model, int maxBatchSize, TimeSpan maxQueueDelay, BackboneMetrics metrics, ILogger<DynamicBatcher> logger)
-        : this(model.Run, maxBatchSize, maxQueueDelay, metrics, logger)
+        : this((Func<IReadOnlyList<float[]>, IReadOnlyList<int>, float[][][]>)model.Run, maxBatchSize, maxQueueDelay, metrics, logger)
     {
     }
 
@@ -40,10 +47,16 @@ public sealed class DynamicBatcher : IAsyncDisposable
 
     /// <summary>Queues one preprocessed input and returns its features once its batch has run.</summary>
     /// <exception cref="OperationCanceledException">The caller cancelled (or its deadline passed) before the run.</exception>
-    public Task<float[]> EnqueueAsync(float[] input, CancellationToken cancellationToken)
+    public async Task<float[]> EnqueueAsync(float[] input, CancellationToken cancellationToken) =>
+        (await EnqueueAsync(input, BackboneModel.FinalOnly, cancellationToken).ConfigureAwait(false))[0];
+
+    /// <summary>Queues one preprocessed input and returns the requested model outputs (0 = final features) once its
+    /// batch has run: result[k] is output <paramref name="outputs"/>[k].</summary>
+    /// <exception cref="OperationCanceledException">The caller cancelled (or its deadline passed) before the run.</exception>
+    public Task<float[][]> EnqueueAsync(float[] input, IReadOnlyList<int> outputs, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        var pending = new Pending(input, cancellationToken);
+        var pending = new Pending(input, outputs, cancellationToken);
         // The caller is released at once on cancellation; the worker then skips the input.
         pending.Registration = cancellationToken.Register(static p => ((Pending)p!).Cancel(), pending);
         if (!_queue.Writer.TryWrite(pending))
@@ -98,10 +111,12 @@ public sealed class DynamicBatcher : IAsyncDisposable
         }
         if (live.Count == 0) return;
 
-        float[][] features;
+        // One run serves every request of the batch: it reads the union of the outputs they want.
+        var outputs = live.SelectMany(p => p.Outputs).Distinct().Order().ToList();
+        float[][][] features;
         try
         {
-            features = _run(live.Select(p => p.Input).ToList());
+            features = _run(live.Select(p => p.Input).ToList(), outputs);
         }
         catch (Exception e)
         {
@@ -117,7 +132,7 @@ public sealed class DynamicBatcher : IAsyncDisposable
         for (var i = 0; i < live.Count; i++)
         {
             live[i].Registration.Dispose();
-            live[i].Completion.TrySetResult(features[i]);
+            live[i].Completion.TrySetResult(live[i].Outputs.Select(o => features[i][outputs.IndexOf(o)]).ToArray());
         }
     }
 
@@ -135,9 +150,9 @@ public sealed class DynamicBatcher : IAsyncDisposable
         await _worker.ConfigureAwait(false);
     }
 
-    private sealed record Pending(float[] Input, CancellationToken CancellationToken)
+    private sealed record Pending(float[] Input, IReadOnlyList<int> Outputs, CancellationToken CancellationToken)
     {
-        public TaskCompletionSource<float[]> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public TaskCompletionSource<float[][]> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
         public CancellationTokenRegistration Registration { get; set; }
 

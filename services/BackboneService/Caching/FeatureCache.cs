@@ -40,6 +40,9 @@ public sealed class FeatureCache : IDisposable
         return Convert.ToHexString(sha.GetHashAndReset());
     }
 
+    /// <summary>The key of the features at one cut point of an input whose key is <paramref name="inputKey"/>.</summary>
+    public static string KeyForCut(string inputKey, string cutPoint) => cutPoint.Length == 0 ? inputKey : $"{inputKey}/{cutPoint}";
+
     public bool TryGet(string key, out float[] features)
     {
         if (_cache is not null && _cache.TryGetValue(key, out float[]? found) && found is not null)

@@ -12,7 +12,7 @@ namespace Graft.Backbone.Model;
 public sealed record ServedModel(byte[] ModelBytes, string InputName, GraphCut Cut, string Fingerprint);
 
 /// <summary>The one ONNX Runtime session of the process: the profile's model, cut before its classifier, with a
-/// symbolic batch dimension, on the device the options ask for. <see cref="Run"/> is safe to call concurrently.</summary>
+/// symbolic batch dimension, on the device the options ask for. <c>Run</c> is safe to call concurrently.</summary>
 public sealed class BackboneModel : IDisposable
 {
     /// <summary>Name ONNX Runtime gives its CPU provider.</summary>
@@ -27,19 +27,35 @@ public sealed class BackboneModel : IDisposable
     private readonly long[] _inputShape;
     private readonly int _inputLength;
 
-    private BackboneModel(BackboneProfile profile, InferenceSession session, string inputName, GraphCut cut, string executionProvider, string fingerprint)
+    private BackboneModel(BackboneProfile profile, InferenceSession session, string inputName, GraphCut cut, IReadOnlyList<CutPoint> cutPoints,
+        ModelProto cutModel, string executionProvider, string fingerprint)
     {
         Profile = profile;
         _session = session;
         _inputNames = [inputName];
-        _outputNames = [cut.CutTensor];
+        // Output 0 is the final cut; then one per distinct earlier cut tensor. One run can return any subset.
+        _outputNames = [cut.CutTensor, .. cutPoints.Select(c => c.Tensor).Where(t => t != cut.CutTensor).Distinct()];
         _inputShape = [3, profile.InputHeight, profile.InputWidth];
         _inputLength = (int)(_inputShape[0] * _inputShape[1] * _inputShape[2]);
         Cut = cut;
         ExecutionProvider = executionProvider;
         Fingerprint = fingerprint;
-        FeatureDimension = Run([new float[_inputLength]])[0].Length;
+        var shapes = ProbeShapes();
+        FeatureDimension = (int)shapes[0].Aggregate(1L, (a, d) => a * d);
+        CutPoints = cutPoints.Select(c =>
+        {
+            var output = Array.IndexOf(_outputNames, c.Tensor);
+            var tail = CutPointFinder.TailModel(cutModel, c.Tensor, cut.CutTensor, shapes[output]);
+            var parameters = tail.Graph.Initializer.Sum(t => t.Dims.Aggregate(1L, (a, d) => a * d));
+            return new CutPointOutput(c.Name, c.Tensor, output, shapes[output], parameters, tail.ToByteArray());
+        }).ToList();
     }
+
+    /// <summary>The earlier cut points this backbone offers, each with its output index, shape and tail.</summary>
+    public IReadOnlyList<CutPointOutput> CutPoints { get; }
+
+    /// <summary>The cut point called <paramref name="name"/>, or null.</summary>
+    public CutPointOutput? FindCutPoint(string name) => CutPoints.FirstOrDefault(c => c.Name == name);
 
     public BackboneProfile Profile { get; }
 
@@ -74,9 +90,14 @@ public sealed class BackboneModel : IDisposable
             throw new InvalidOperationException(
                 $"Backbone model file '{profile.ModelPath}' does not exist; set Graft:Backbone:ModelPath (or the profile's ModelPath) to the ONNX file.");
         }
-        var served = BuildServedGraph(profile);
-        Log.GraphCut(logger, served.Cut.CutTensor, served.Cut.RemovedNodes, served.Cut.RemovedParameters, served.Cut.KeptParameters);
-        var (inputName, cut, fingerprint, cutBytes) = (served.InputName, served.Cut, served.Fingerprint, served.ModelBytes);
+        var (model, inputName, cut, fingerprint) = CutModel(profile);
+        Log.GraphCut(logger, cut.CutTensor, cut.RemovedNodes, cut.RemovedParameters, cut.KeptParameters);
+        var cutPoints = CutPointFinder.Find(model.Graph, cut.CutTensor, profile.CutPoints);
+        // The session also returns the earlier cut points (extra outputs of the same run); an export needs only the
+        // final cut, so ExportServedGraph serializes the graph before this step.
+        GraphCutter.ExposeOutputs(model, cutPoints.Select(c => c.Tensor));
+        // The classifier's weights go no further than this managed copy: ONNX Runtime only sees the cut graph.
+        var cutBytes = model.ToByteArray();
 
         var (options, provider) = CreateSessionOptions(device, intraOpThreads, allowSpinning, logger);
         using (options)
@@ -92,7 +113,7 @@ public sealed class BackboneModel : IDisposable
             }
             try
             {
-                return new BackboneModel(profile, session, inputName, cut, provider, fingerprint);
+                return new BackboneModel(profile, session, inputName, cut, cutPoints, model, provider, fingerprint);
             }
             catch
             {
@@ -107,30 +128,35 @@ public sealed class BackboneModel : IDisposable
     /// <exception cref="InvalidOperationException">The model file changed since the service started (another fingerprint).</exception>
     public ServedModel ExportServedGraph()
     {
-        var served = BuildServedGraph(Profile);
-        if (served.Fingerprint != Fingerprint)
+        var (model, inputName, cut, fingerprint) = CutModel(Profile);
+        if (fingerprint != Fingerprint)
         {
             throw new InvalidOperationException(
-                $"The model file '{Profile.ModelPath}' changed since the backbone started (fingerprint {served.Fingerprint}, serving {Fingerprint}); restart the backbone, then export.");
+                $"The model file '{Profile.ModelPath}' changed since the backbone started (fingerprint {fingerprint}, serving {Fingerprint}); restart the backbone, then export.");
         }
-        return served;
+        return new ServedModel(model.ToByteArray(), inputName, cut, fingerprint);
     }
 
     /// <summary>Every step from the model file to the graph handed to ONNX Runtime: read, cut before the classifier,
     /// symbolic batch. Load and export both go through here, so what is exported is what runs.</summary>
-    private static ServedModel BuildServedGraph(BackboneProfile profile)
+    private static (ModelProto Model, string InputName, GraphCut Cut, string Fingerprint) CutModel(BackboneProfile profile)
     {
         var bytes = File.ReadAllBytes(profile.ModelPath);
         var model = ModelProto.Parser.ParseFrom(bytes);
         var inputName = ResolveInputName(model.Graph, profile);
         var cut = GraphCutter.Cut(model, profile.CutTensor);
-        var fingerprint = ComputeFingerprint(profile, bytes, cut.CutTensor);
-        // The classifier's weights go no further than this managed copy: ONNX Runtime only sees the cut graph.
-        return new ServedModel(model.ToByteArray(), inputName, cut, fingerprint);
+        return (model, inputName, cut, ComputeFingerprint(profile, bytes, cut.CutTensor));
     }
 
     /// <summary>Runs one batch; each input is [3, H, W] flattened. Returns one flattened feature vector per input.</summary>
-    public float[][] Run(IReadOnlyList<float[]> inputs)
+    public float[][] Run(IReadOnlyList<float[]> inputs) => Run(inputs, FinalOnly).Select(perInput => perInput[0]).ToArray();
+
+    /// <summary>Output indexes for the final features alone.</summary>
+    public static IReadOnlyList<int> FinalOnly { get; } = [0];
+
+    /// <summary>Runs one batch once and reads the requested outputs (0 = final features, else a
+    /// <see cref="CutPointOutput.Output"/>): result[input][k] is output <paramref name="outputs"/>[k] of that input, flattened.</summary>
+    public float[][][] Run(IReadOnlyList<float[]> inputs, IReadOnlyList<int> outputs)
     {
         var batch = inputs.Count;
         var data = new float[batch * _inputLength];
@@ -140,15 +166,28 @@ public sealed class BackboneModel : IDisposable
         }
         using var input = OrtValue.CreateTensorValueFromMemory(data, [batch, .. _inputShape]);
         using var runOptions = new RunOptions();
-        using var outputs = _session.Run(runOptions, _inputNames, [input], _outputNames);
-        var output = outputs[0].GetTensorDataAsSpan<float>();
-        var perInput = output.Length / batch;
-        var features = new float[batch][];
-        for (var i = 0; i < batch; i++)
+        using var values = _session.Run(runOptions, _inputNames, [input], outputs.Select(o => _outputNames[o]).ToArray());
+        var result = new float[batch][][];
+        for (var i = 0; i < batch; i++) result[i] = new float[outputs.Count][];
+        for (var k = 0; k < outputs.Count; k++)
         {
-            features[i] = output.Slice(i * perInput, perInput).ToArray();
+            var output = values[k].GetTensorDataAsSpan<float>();
+            var perInput = output.Length / batch;
+            for (var i = 0; i < batch; i++)
+            {
+                result[i][k] = output.Slice(i * perInput, perInput).ToArray();
+            }
         }
-        return features;
+        return result;
+    }
+
+    /// <summary>Shapes (without the batch dimension) of every output, from one run of a zero input.</summary>
+    private long[][] ProbeShapes()
+    {
+        using var input = OrtValue.CreateTensorValueFromMemory(new float[_inputLength], [1, .. _inputShape]);
+        using var runOptions = new RunOptions();
+        using var values = _session.Run(runOptions, _inputNames, [input], _outputNames);
+        return values.Select(v => v.GetTensorTypeAndShape().Shape[1..]).ToArray();
     }
 
     /// <summary>Runs a warm-up batch of one and returns how long it took.</summary>
@@ -222,4 +261,17 @@ public sealed class BackboneModel : IDisposable
             return (NewOptions(), CpuProvider);
         }
     }
+}
+
+/// <summary>An earlier cut point as this model serves it.</summary>
+/// <param name="Name">Name callers ask for, e.g. <c>last-block</c>.</param>
+/// <param name="Tensor">Graph tensor read at the cut.</param>
+/// <param name="Output">Index among the session's outputs (0 is the final features).</param>
+/// <param name="Shape">Shape without the batch dimension, e.g. [512, 7, 7].</param>
+/// <param name="TailParameters">Weights (element count) of the tail between this cut and the final features.</param>
+/// <param name="TailOnnx">The tail as a standalone ONNX model (input: this cut, output: the final features).</param>
+public sealed record CutPointOutput(string Name, string Tensor, int Output, long[] Shape, long TailParameters, byte[] TailOnnx)
+{
+    /// <summary>Values per input at this cut.</summary>
+    public long Dimension => Shape.Aggregate(1L, (a, d) => a * d);
 }

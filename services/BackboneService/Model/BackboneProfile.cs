@@ -65,6 +65,10 @@ public sealed class BackboneProfile
     /// <summary>Tensor to read features from; empty means "find it": the input of the first fully-connected layer.</summary>
     public string? CutTensor { get; set; }
 
+    /// <summary>Earlier cut points a head may fine-tune from, name → tensor (e.g. <c>"last-block": "ReLU365_Output_0"</c>);
+    /// empty means "find them" by the graph's structure (<see cref="CutPointFinder"/>).</summary>
+    public Dictionary<string, string>? CutPoints { get; set; }
+
     /// <summary>A one-line account of the preprocessing, part of the fingerprint and reported by Describe.</summary>
     public string DescribePreprocessing()
     {

@@ -85,6 +85,19 @@ public static class GraphCutter
         return new GraphCut(cut, removedNodes, removedParameters, keptParameters);
     }
 
+    /// <summary>Adds <paramref name="tensors"/> as extra graph outputs, so one run can read them beside the cut.</summary>
+    public static void ExposeOutputs(ModelProto model, IEnumerable<string> tensors)
+    {
+        foreach (var tensor in tensors.Distinct().Where(t => model.Graph.Output.All(o => o.Name != t)))
+        {
+            model.Graph.Output.Add(new ValueInfoProto
+            {
+                Name = tensor,
+                Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float } },
+            });
+        }
+    }
+
     /// <summary>Finds the tensor feeding the first fully-connected layer, stepping back over Flatten/Reshape.</summary>
     private static string FindFeatureTensor(GraphProto graph, Dictionary<string, NodeProto> producers, Dictionary<string, TensorProto> initializers)
     {

@@ -1,4 +1,6 @@
+using Google.Protobuf;
 using Google.Protobuf.Collections;
+using Graft.Backbone.Model;
 using Graft.ServiceDefaults.Streaming;
 using Graft.V1;
 using Grpc.Core;
@@ -48,6 +50,12 @@ public sealed class BackboneGrpcService(FeatureExtractor extractor) : V1.Backbon
             CacheUsedBytes = d.CacheUsedBytes,
         };
         info.InputShape.AddRange(d.InputShape);
+        foreach (var cut in d.CutPoints)
+        {
+            var cutInfo = new CutPointInfo { Name = cut.Name, Tensor = cut.Tensor, Dimension = cut.Dimension, TailParameters = cut.TailParameters };
+            cutInfo.Shape.AddRange(cut.Shape);
+            info.CutPoints.Add(cutInfo);
+        }
         return Task.FromResult(info);
     }
 
@@ -98,19 +106,55 @@ public sealed class BackboneGrpcService(FeatureExtractor extractor) : V1.Backbon
     /// <summary>Largest piece of a streamed model, well under the 16 MiB message limit.</summary>
     public const int ExportChunkBytes = 1 << 20;
 
+    /// <summary>Bytes per <see cref="TailGraphChunk"/>: well under the default 4 MB message limit.</summary>
+    public const int TailChunkBytes = 1 << 20;
+
+    public override async Task GetTail(GetTailRequest request, IServerStreamWriter<TailGraphChunk> responseStream, ServerCallContext context)
+    {
+        CutPointOutput cut;
+        try
+        {
+            cut = extractor.CutPoint(request.CutPoint);
+        }
+        catch (InputRejectedException e)
+        {
+            throw new RpcException(new Status(StatusOf(e), e.Message));
+        }
+        for (var offset = 0; offset < cut.TailOnnx.Length; offset += TailChunkBytes)
+        {
+            var chunk = new TailGraphChunk
+            {
+                CutPoint = cut.Name,
+                Fingerprint = extractor.Fingerprint,
+                OnnxChunk = ByteString.CopyFrom(cut.TailOnnx, offset, Math.Min(TailChunkBytes, cut.TailOnnx.Length - offset)),
+                TotalBytes = cut.TailOnnx.Length,
+            };
+            chunk.InputShape.AddRange(cut.Shape);
+            await responseStream.WriteAsync(chunk, context.CancellationToken);
+        }
+    }
+
     private static StatusCode StatusOf(InputRejectedException e) => e.IsSizeLimit ? StatusCode.ResourceExhausted : StatusCode.InvalidArgument;
 
     private async Task<ExtractReply> ExtractOneAsync(ExtractRequest request, CancellationToken token)
     {
+        var cutPoints = request.CutPoints;
         var features = request.InputCase switch
         {
-            ExtractRequest.InputOneofCase.Image => await extractor.ExtractImageAsync(request.Image.Memory, token),
-            ExtractRequest.InputOneofCase.Tensor => await extractor.ExtractTensorAsync(request.Tensor.Shape, ToMemory(request.Tensor.Data), token),
+            ExtractRequest.InputOneofCase.Image => await extractor.ExtractImageAsync(request.Image.Memory, cutPoints, token),
+            ExtractRequest.InputOneofCase.Tensor => await extractor.ExtractTensorAsync(request.Tensor.Shape, ToMemory(request.Tensor.Data), cutPoints, token),
             _ => throw new InputRejectedException(
                 "The request has no input; set 'image' to encoded image bytes (JPEG, PNG, WebP, GIF or BMP) or 'tensor' to a float32 tensor."),
         };
         var reply = new ExtractReply { Dimension = features.Values.Length, Fingerprint = extractor.Fingerprint, CacheHit = features.CacheHit };
         reply.Features.AddRange(features.Values);
+        for (var k = 0; k < cutPoints.Count; k++)
+        {
+            var cut = new CutFeatures { CutPoint = cutPoints[k] };
+            cut.Shape.AddRange(extractor.CutPoint(cutPoints[k]).Shape);
+            cut.Values.AddRange(features.CutValues[k]);
+            reply.CutFeatures.Add(cut);
+        }
         return reply;
     }
 
