@@ -40,9 +40,15 @@ public sealed class BackboneOptions : IValidatableObject
     [Range(1, long.MaxValue)]
     public long MaxPixels { get; set; } = 40_000_000;
 
-    /// <summary>Intra-op threads for ONNX Runtime (0 = its default, one per core).</summary>
-    [Range(0, 1024)]
+    /// <summary>Threads inside one ONNX Runtime run (0 = auto: the cores the process may use, shared out between
+    /// <see cref="Sessions"/>). ONNX Runtime's own default (one per host core) is never used.</summary>
+    [Range(0, 1024, ErrorMessage = "Graft:Backbone:IntraOpThreads must be between 0 (auto) and 1024.")]
     public int IntraOpThreads { get; set; }
+
+    /// <summary>ONNX Runtime sessions run in parallel, each fed by its own batcher worker (0 = auto: one per core, at
+    /// most 4, see <see cref="ExecutionLayout"/>). Each session holds its own copy of the weights.</summary>
+    [Range(0, 64, ErrorMessage = "Graft:Backbone:Sessions must be between 0 (auto) and 64.")]
+    public int Sessions { get; set; }
 
     /// <summary>Let ONNX Runtime's intra-op threads spin between runs (its own default). Off by default: in a server
     /// the spinning threads take the cores that decode images and answer gRPC.</summary>

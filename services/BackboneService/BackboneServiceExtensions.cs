@@ -21,8 +21,9 @@ public static class BackboneServiceExtensions
         services.AddReadinessGate("backbone");
         services.AddSingleton<BackboneMetrics>();
         services.AddSingleton(sp => BackboneProfiles.Resolve(Options(sp), AppContext.BaseDirectory));
+        services.AddSingleton(sp => ExecutionLayout.Resolve(Options(sp)));
         services.AddSingleton(sp => BackboneModel.Load(
-            sp.GetRequiredService<BackboneProfile>(), Options(sp).Device, Options(sp).IntraOpThreads, sp.GetRequiredService<ILogger<BackboneModel>>(), Options(sp).AllowSpinning));
+            sp.GetRequiredService<BackboneProfile>(), Options(sp).Device, sp.GetRequiredService<ExecutionLayout>(), sp.GetRequiredService<ILogger<BackboneModel>>()));
         services.AddSingleton(sp => Preprocessor.Create(sp.GetRequiredService<BackboneProfile>(), Options(sp).MaxPixels));
         services.AddSingleton(sp => new DynamicBatcher(
             sp.GetRequiredService<BackboneModel>(), Options(sp).MaxBatchSize, TimeSpan.FromMilliseconds(Options(sp).MaxQueueDelayMs),

@@ -20,4 +20,7 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 2005, Level = LogLevel.Error, Message = "Batch of {Count} failed in ONNX Runtime")]
     public static partial void BatchFailed(ILogger logger, Exception exception, int count);
+
+    [LoggerMessage(EventId = 2100, Level = LogLevel.Information, Message = "Execution layout: {Layout} (configured Sessions={ConfiguredSessions}, IntraOpThreads={ConfiguredThreads}; 0 = auto)")]
+    public static partial void Layout(ILogger logger, string layout, int configuredSessions, int configuredThreads);
 }

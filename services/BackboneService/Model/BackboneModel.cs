@@ -8,8 +8,9 @@ using SessionOptions = Microsoft.ML.OnnxRuntime.SessionOptions;
 
 namespace Graft.Backbone.Model;
 
-/// <summary>The one ONNX Runtime session of the process: the profile's model, cut before its classifier, with a
-/// symbolic batch dimension, on the device the options ask for. <see cref="Run"/> is safe to call concurrently.</summary>
+/// <summary>The profile's model, cut before its classifier, with a symbolic batch dimension, opened on the device the
+/// options ask for as one or more ONNX Runtime sessions (the <see cref="ExecutionLayout"/>). <see cref="Run"/> is safe
+/// to call concurrently: each call takes a free session (waiting for one if all are busy).</summary>
 public sealed class BackboneModel : IDisposable
 {
     /// <summary>Name ONNX Runtime gives its CPU provider.</summary>
@@ -18,16 +19,17 @@ public sealed class BackboneModel : IDisposable
     /// <summary>Name ONNX Runtime gives its CUDA provider.</summary>
     public const string CudaProvider = "CUDAExecutionProvider";
 
-    private readonly InferenceSession _session;
+    private readonly SessionPool _sessions;
     private readonly string[] _inputNames;
     private readonly string[] _outputNames;
     private readonly long[] _inputShape;
     private readonly int _inputLength;
 
-    private BackboneModel(BackboneProfile profile, InferenceSession session, string inputName, GraphCut cut, string executionProvider, string fingerprint)
+    private BackboneModel(BackboneProfile profile, SessionPool sessions, string inputName, GraphCut cut, string executionProvider, string fingerprint, ExecutionLayout layout)
     {
         Profile = profile;
-        _session = session;
+        _sessions = sessions;
+        Layout = layout;
         _inputNames = [inputName];
         _outputNames = [cut.CutTensor];
         _inputShape = [3, profile.InputHeight, profile.InputWidth];
@@ -39,6 +41,12 @@ public sealed class BackboneModel : IDisposable
     }
 
     public BackboneProfile Profile { get; }
+
+    /// <summary>"fp32", or the quantization that produced the graph (e.g. "int8 (static QDQ ...)").</summary>
+    public string Precision { get; private init; } = "fp32";
+
+    /// <summary>Sessions, threads per session and spinning in effect.</summary>
+    public ExecutionLayout Layout { get; }
 
     /// <summary>What the load cut off, and where.</summary>
     public GraphCut Cut { get; }
@@ -60,7 +68,7 @@ public sealed class BackboneModel : IDisposable
 
     /// <summary>Loads, cuts and opens the profile's model on the requested device ("auto", "cpu" or "cuda").</summary>
     /// <exception cref="InvalidOperationException">The model cannot be used, or "cuda" was required and is unavailable.</exception>
-    public static BackboneModel Load(BackboneProfile profile, string device, int intraOpThreads, ILogger logger, bool allowSpinning = false)
+    public static BackboneModel Load(BackboneProfile profile, string device, ExecutionLayout layout, ILogger logger)
     {
         Log.LoadingModel(logger, profile.Name, profile.ModelPath);
         if (!File.Exists(profile.ModelPath))
@@ -78,25 +86,29 @@ public sealed class BackboneModel : IDisposable
         var cutBytes = model.ToByteArray();
         model = null;
 
-        var (options, provider) = CreateSessionOptions(device, intraOpThreads, allowSpinning, logger);
+        var (options, provider) = CreateSessionOptions(device, layout, logger);
+        Log.Layout(logger, layout.ToString(), layout.Sessions, layout.IntraOpThreads);
         using (options)
         {
-            InferenceSession session;
+            var sessions = new SessionPool();
             try
             {
-                session = new InferenceSession(cutBytes, options);
-            }
-            catch (OnnxRuntimeException e)
-            {
-                throw new InvalidOperationException($"ONNX Runtime could not open the cut model '{profile.ModelPath}': {e.Message}", e);
-            }
-            try
-            {
-                return new BackboneModel(profile, session, inputName, cut, provider, fingerprint);
+                for (var i = 0; i < layout.Sessions; i++)
+                {
+                    try
+                    {
+                        sessions.Add(new InferenceSession(cutBytes, options, sessions.PrePackedWeights));
+                    }
+                    catch (OnnxRuntimeException e)
+                    {
+                        throw new InvalidOperationException($"ONNX Runtime could not open the cut model '{profile.ModelPath}': {e.Message}", e);
+                    }
+                }
+                return new BackboneModel(profile, sessions, inputName, cut, provider, fingerprint, layout);
             }
             catch
             {
-                session.Dispose();
+                sessions.Dispose();
                 throw;
             }
         }
@@ -105,15 +117,28 @@ public sealed class BackboneModel : IDisposable
     /// <summary>Runs one batch; each input is [3, H, W] flattened. Returns one flattened feature vector per input.</summary>
     public float[][] Run(IReadOnlyList<float[]> inputs)
     {
+        var lane = _sessions.Take();
+        try
+        {
+            return RunOn(lane, inputs);
+        }
+        finally
+        {
+            _sessions.Return(lane);
+        }
+    }
+
+    private float[][] RunOn(SessionLane lane, IReadOnlyList<float[]> inputs)
+    {
         var batch = inputs.Count;
-        var data = new float[batch * _inputLength];
+        // The session's own input buffer, pinned once and reused: no 600 KB-per-image array on the large object heap per run.
+        var data = lane.InputBuffer(batch * _inputLength);
         for (var i = 0; i < batch; i++)
         {
-            inputs[i].AsSpan().CopyTo(data.AsSpan(i * _inputLength, _inputLength));
+            inputs[i].AsSpan().CopyTo(data.Span.Slice(i * _inputLength, _inputLength));
         }
-        using var input = OrtValue.CreateTensorValueFromMemory(data, [batch, .. _inputShape]);
-        using var runOptions = new RunOptions();
-        using var outputs = _session.Run(runOptions, _inputNames, [input], _outputNames);
+        using var input = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, data, [batch, .. _inputShape]);
+        using var outputs = lane.Session.Run(lane.RunOptions, _inputNames, [input], _outputNames);
         var output = outputs[0].GetTensorDataAsSpan<float>();
         var perInput = output.Length / batch;
         var features = new float[batch][];
@@ -124,15 +149,15 @@ public sealed class BackboneModel : IDisposable
         return features;
     }
 
-    /// <summary>Runs a warm-up batch of one and returns how long it took.</summary>
+    /// <summary>Runs a warm-up batch of one on every session (each plans its first run) and returns how long it took.</summary>
     public TimeSpan WarmUp()
     {
         var started = Stopwatch.GetTimestamp();
-        Run([new float[_inputLength]]);
+        Parallel.For(0, Layout.Sessions, new ParallelOptions { MaxDegreeOfParallelism = Layout.Sessions }, _ => Run([new float[_inputLength]]));
         return Stopwatch.GetElapsedTime(started);
     }
 
-    public void Dispose() => _session.Dispose();
+    public void Dispose() => _sessions.Dispose();
 
     /// <summary>"&lt;name&gt;:" + the first 16 hex digits of SHA-256 over model bytes, preprocessing and cut tensor.</summary>
     public static string ComputeFingerprint(BackboneProfile profile, byte[] modelBytes, string cutTensor)
@@ -162,15 +187,22 @@ public sealed class BackboneModel : IDisposable
             : throw new InvalidOperationException($"The model has inputs {string.Join(", ", inputs)}; name the image input in the profile's InputName.");
     }
 
-    private static (SessionOptions Options, string Provider) CreateSessionOptions(string device, int intraOpThreads, bool allowSpinning, ILogger logger)
+    private static (SessionOptions Options, string Provider) CreateSessionOptions(string device, ExecutionLayout layout, ILogger logger)
     {
         SessionOptions NewOptions()
         {
-            var o = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
-            if (intraOpThreads > 0) o.IntraOpNumThreads = intraOpThreads;
+            var o = new SessionOptions
+            {
+                GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
+                // Always explicit: ORT's default counts the host's cores, not the ones a container or affinity mask allows.
+                IntraOpNumThreads = layout.IntraOpThreads,
+                InterOpNumThreads = 1,
+                ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
+            };
             // ORT's intra-op threads spin after each run by default; in a server that steals the cores that decode
             // and preprocess the next batch and answer gRPC. Measured in bench/BackboneThroughput.
-            if (!allowSpinning) o.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
+            o.AddSessionConfigEntry("session.intra_op.allow_spinning", layout.AllowSpinning ? "1" : "0");
+            o.AddSessionConfigEntry("session.inter_op.allow_spinning", "0");
             return o;
         }
 
@@ -193,6 +225,66 @@ public sealed class BackboneModel : IDisposable
             }
             Log.CudaFallback(logger, e.Message.Trim());
             return (NewOptions(), CpuProvider);
+        }
+    }
+
+    /// <summary>One session with what its runs reuse.</summary>
+    private sealed class SessionLane(InferenceSession session) : IDisposable
+    {
+        private float[] _input = [];
+
+        public InferenceSession Session { get; } = session;
+
+        public RunOptions RunOptions { get; } = new();
+
+        /// <summary>A pinned buffer of at least <paramref name="length"/> floats, grown (never shrunk) as batches need.</summary>
+        public Memory<float> InputBuffer(int length)
+        {
+            if (_input.Length < length) _input = GC.AllocateUninitializedArray<float>(length, pinned: true);
+            return _input.AsMemory(0, length);
+        }
+
+        public void Dispose()
+        {
+            RunOptions.Dispose();
+            Session.Dispose();
+        }
+    }
+
+    /// <summary>The sessions of the layout; a run takes a free one. Sessions share ORT's pre-packed weights.</summary>
+    private sealed class SessionPool : IDisposable
+    {
+        private readonly List<SessionLane> _all = [];
+        private readonly System.Collections.Concurrent.ConcurrentBag<SessionLane> _free = [];
+        private readonly SemaphoreSlim _available = new(0);
+
+        public PrePackedWeightsContainer PrePackedWeights { get; } = new();
+
+        public void Add(InferenceSession session)
+        {
+            var lane = new SessionLane(session);
+            _all.Add(lane);
+            _free.Add(lane);
+            _available.Release();
+        }
+
+        public SessionLane Take()
+        {
+            _available.Wait();
+            return _free.TryTake(out var lane) ? lane : throw new InvalidOperationException("Session pool out of step.");
+        }
+
+        public void Return(SessionLane lane)
+        {
+            _free.Add(lane);
+            _available.Release();
+        }
+
+        public void Dispose()
+        {
+            foreach (var lane in _all) lane.Dispose();
+            PrePackedWeights.Dispose();
+            _available.Dispose();
         }
     }
 }

@@ -66,6 +66,11 @@ public sealed class BackboneGrpcService(FeatureExtractor extractor) : V1.Backbon
             Preprocessing = model.Profile.DescribePreprocessing(),
             CacheCapacityBytes = extractor.Cache.CapacityBytes,
             CacheUsedBytes = extractor.Cache.UsedBytes,
+            Sessions = model.Layout.Sessions,
+            IntraOpThreads = model.Layout.IntraOpThreads,
+            Spinning = model.Layout.AllowSpinning,
+            Cores = model.Layout.Cores,
+            Precision = model.Precision,
         };
         info.InputShape.AddRange(model.InputShape);
         return Task.FromResult(info);

@@ -125,6 +125,12 @@ public static class HeadsCommands
             table.AddRow("cut tensor", Markup.Escape(b.CutTensor));
             table.AddRow("preprocessing", Markup.Escape(b.Preprocessing));
             table.AddRow("execution provider", Markup.Escape(b.ExecutionProvider));
+            if (!string.IsNullOrEmpty(b.Precision)) table.AddRow("precision", Markup.Escape(b.Precision));
+            if (b.Sessions > 0)
+            {
+                table.AddRow("execution layout", $"{b.Sessions} session(s) x {b.IntraOpThreads} intra-op thread(s) on {b.Cores} core(s), " +
+                    (b.Spinning ? "spinning" : "no spinning"));
+            }
             table.AddRow("dynamic batching", $"up to {b.MaxBatchSize} images, wait at most {Format.Number(b.MaxQueueDelayMs)} ms");
             table.AddRow("feature cache", $"{b.CacheUsedBytes / 1048576.0:0.0} MiB used of {b.CacheCapacityBytes / 1048576.0:0.0} MiB");
             table.AddRow("heads", $"{reply.Heads.Count} ({reply.Heads.Count(h => h.Stale)} stale)");
