@@ -11,6 +11,9 @@ public sealed class Results
     public double TotalSeconds { get; set; }
 
     // Speed
+    /// <summary>The raw layout sweep; the best batch-16 throughput is the limit every ratio divides by.</summary>
+    public List<RawLayoutResult> RawLayouts { get; } = [];
+    public RawLayout? BestRawLayout { get; set; }
     public LatencyStats? RawOrtBatch1 { get; set; }
     public LatencyStats? RawOrtBatch16 { get; set; }
     /// <summary>The limit measured again right after the Predict rows (services up and idle), to bracket them.</summary>
