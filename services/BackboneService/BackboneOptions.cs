@@ -54,6 +54,13 @@ public sealed class BackboneOptions : IValidatableObject
     /// the spinning threads take the cores that decode images and answer gRPC.</summary>
     public bool AllowSpinning { get; set; }
 
+    /// <summary>Images the int8 profiles calibrate on (recursively; sub-folders share the count). Default: the copy of
+    /// samples/fashion/train and samples/photos/calibration shipped beside the service (<c>calibration/</c>).</summary>
+    public string? CalibrationDirectory { get; set; }
+
+    /// <summary>Where quantized models are cached, keyed by the fp32 model's hash. Default: <c>quantized/</c> beside the service.</summary>
+    public string? QuantizedCacheDirectory { get; set; }
+
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
         if (ProfilePath is null && Definition is null && !BackboneProfiles.IsBuiltIn(Profile))

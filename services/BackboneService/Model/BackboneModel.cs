@@ -68,7 +68,10 @@ public sealed class BackboneModel : IDisposable
 
     /// <summary>Loads, cuts and opens the profile's model on the requested device ("auto", "cpu" or "cuda").</summary>
     /// <exception cref="InvalidOperationException">The model cannot be used, or "cuda" was required and is unavailable.</exception>
-    public static BackboneModel Load(BackboneProfile profile, string device, ExecutionLayout layout, ILogger logger)
+    /// <remarks>For a profile with <see cref="BackboneProfile.Quantization"/>, <c>quantize</c> turns the cut fp32 model
+    /// into the model to run, with a line describing its precision (see <see cref="Quantization.QuantizedModelStore"/>).</remarks>
+    public static BackboneModel Load(BackboneProfile profile, string device, ExecutionLayout layout, ILogger logger,
+        Func<ModelProto, string, (ModelProto Model, string Precision)>? quantize = null)
     {
         Log.LoadingModel(logger, profile.Name, profile.ModelPath);
         if (!File.Exists(profile.ModelPath))
@@ -81,10 +84,13 @@ public sealed class BackboneModel : IDisposable
         var inputName = ResolveInputName(model.Graph, profile);
         var cut = GraphCutter.Cut(model, profile.CutTensor);
         Log.GraphCut(logger, cut.CutTensor, cut.RemovedNodes, cut.RemovedParameters, cut.KeptParameters);
-        var fingerprint = ComputeFingerprint(profile, bytes, cut.CutTensor);
+        var precision = "fp32";
+        if (profile.Quantization is not null && quantize is not null) (model, precision) = quantize(model, inputName);
         // The classifier's weights go no further than this managed copy: ONNX Runtime only sees the cut graph.
         var cutBytes = model.ToByteArray();
         model = null;
+        // A quantized model is its own backbone: its fingerprint covers the int8 graph, not the fp32 file.
+        var fingerprint = ComputeFingerprint(profile, precision == "fp32" ? bytes : cutBytes, cut.CutTensor);
 
         var (options, provider) = CreateSessionOptions(device, layout, logger);
         Log.Layout(logger, layout.ToString(), layout.Sessions, layout.IntraOpThreads);
@@ -104,7 +110,7 @@ public sealed class BackboneModel : IDisposable
                         throw new InvalidOperationException($"ONNX Runtime could not open the cut model '{profile.ModelPath}': {e.Message}", e);
                     }
                 }
-                return new BackboneModel(profile, sessions, inputName, cut, provider, fingerprint, layout);
+                return new BackboneModel(profile, sessions, inputName, cut, provider, fingerprint, layout) { Precision = precision };
             }
             catch
             {
