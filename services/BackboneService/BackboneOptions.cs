@@ -58,6 +58,10 @@ public sealed class BackboneOptions : IValidatableObject
     /// samples/fashion/train and samples/photos/calibration shipped beside the service (<c>calibration/</c>).</summary>
     public string? CalibrationDirectory { get; set; }
 
+    /// <summary>Calibration images an int8 profile uses (0 = the profile's own count, 32 for resnet18-int8).</summary>
+    [Range(0, 100_000, ErrorMessage = "Graft:Backbone:CalibrationImages must be between 0 (the profile's count) and 100000.")]
+    public int CalibrationImages { get; set; }
+
     /// <summary>Where quantized models are cached, keyed by the fp32 model's hash. Default: <c>quantized/</c> beside the service.</summary>
     public string? QuantizedCacheDirectory { get; set; }
 

@@ -73,6 +73,10 @@ public static class BackboneProfiles
                 var other => throw new InvalidOperationException($"Unknown backbone profile '{other}'; built-in profiles are {string.Join(", ", BuiltInNames)}."),
             });
         if (options.ModelPath is { Length: > 0 } modelPath) profile.ModelPath = modelPath;
+        if (options.CalibrationImages > 0 && profile.Quantization is { } q)
+        {
+            profile.Quantization = new Quantization.QuantizationSettings { Method = q.Method, Percentile = q.Percentile, CalibrationImages = options.CalibrationImages };
+        }
         var problems = profile.Problems();
         if (problems.Count > 0)
         {

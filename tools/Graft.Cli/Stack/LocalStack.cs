@@ -102,7 +102,9 @@ public sealed partial class LocalStack : IAsyncDisposable
             string Url(int port) => $"http://{Host}:{port}";
             var specs = new List<(string Name, string Dll, int Port, Dictionary<string, string> Env)>
             {
-                ("Backbone", backboneDll, ports.Backbone, new()),
+                // Quantized backbones (resnet18-int8) are cached with the stack's data, unless the user chose a place.
+                ("Backbone", backboneDll, ports.Backbone, Environment.GetEnvironmentVariable("Graft__Backbone__QuantizedCacheDirectory") is { Length: > 0 }
+                    ? new() : new() { ["Graft__Backbone__QuantizedCacheDirectory"] = Path.Combine(data, "backbone", "quantized") }),
                 ("Heads", headsDll, ports.Heads, new() { ["Graft__Heads__RegistryPath"] = Path.Combine(data, "heads") }),
                 ("Gateway", gatewayDll, ports.Gateway, new()
                 {
