@@ -63,6 +63,9 @@ public sealed class Results
     public LatencyStats? HeadsOnlyOne { get; set; }
     public LatencyStats? HeadsOnlyTen { get; set; }
 
+    /// <summary>The int8 backbone's rows (null when not run).</summary>
+    public Int8Results? Int8 { get; set; }
+
     public List<string> Notes { get; } = [];
     public List<string> Pending { get; } = [];
 }

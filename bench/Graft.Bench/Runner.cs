@@ -12,7 +12,7 @@ using FeatureRow = Graft.Bench.Shared.FeatureRow;
 namespace Graft.Bench;
 
 /// <summary>Runs every benchmark of issue 6 in one process, in an order that keeps measurements apart.</summary>
-public sealed class Runner(BenchPlan plan, string repoRoot, string outDirectory, bool withServices, Action<string> log)
+public sealed partial class Runner(BenchPlan plan, string repoRoot, string outDirectory, bool withServices, Action<string> log, bool withInt8 = true)
 {
     private const int LengthSeed = 20261128;
     private const string MlpHead = "fashion-mlp";
@@ -162,6 +162,7 @@ public sealed class Runner(BenchPlan plan, string repoRoot, string outDirectory,
             RunMlNetOnLocalFeatures(results, trainSet, testLengths);
         }
 
+        if (withInt8) await RunInt8Async(results, trainSet, trainLengths, testLengths);
         RunScratchCnn(results);
         results.LoadAverageEnd = MachineInfoReader.LoadAverage();
         results.TotalSeconds = total.Elapsed.TotalSeconds;

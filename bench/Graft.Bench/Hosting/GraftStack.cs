@@ -25,7 +25,7 @@ public sealed class GraftStack : IAsyncDisposable
 
     public int BackboneHttpPort { get; private set; }
 
-    public Backbone.BackboneClient Backbone => new(_backboneChannel);
+    public V1.Backbone.BackboneClient Backbone => new(_backboneChannel);
     public Heads.HeadsClient Heads => new(_headsChannel);
     public Gateway.GatewayClient Gateway => new(_gatewayChannel);
 
@@ -36,7 +36,8 @@ public sealed class GraftStack : IAsyncDisposable
         Path.Combine(repoRoot, "services", service, "bin", "Release", "net10.0", "linux-x64", $"Graft.{service}.dll");
 
     /// <summary>Starts BackboneService, HeadService and Gateway and waits until each reports SERVING.</summary>
-    public static async Task<GraftStack> StartAsync(string repoRoot, string workDirectory, TimeSpan readyTimeout)
+    /// <param name="backboneSettings">Extra BackboneService settings, e.g. <c>--Graft:Backbone:Profile=resnet18-int8</c>.</param>
+    public static async Task<GraftStack> StartAsync(string repoRoot, string workDirectory, TimeSpan readyTimeout, params string[] backboneSettings)
     {
         var stack = new GraftStack();
         try
@@ -52,7 +53,7 @@ public sealed class GraftStack : IAsyncDisposable
             var (gatewayGrpc, gatewayHttp) = (FreePort(), FreePort());
             stack.BackboneHttpPort = backboneHttp;
 
-            stack.Start(repoRoot, "BackboneService", backboneGrpc, backboneHttp, logs, [], ["--Graft:Backbone:Device=cpu"]);
+            stack.Start(repoRoot, "BackboneService", backboneGrpc, backboneHttp, logs, [], ["--Graft:Backbone:Device=cpu", .. backboneSettings]);
             stack.Start(repoRoot, "HeadService", headsGrpc, headsHttp, logs, [], [$"--Graft:Heads:RegistryPath={registry}"]);
             stack.Start(repoRoot, "Gateway", gatewayGrpc, gatewayHttp, logs, [("Graft__Gateway__AdminToken", AdminToken)],
             [

@@ -311,7 +311,7 @@ public static class Int8Quantizer
     }
 
     /// <summary>uint8 asymmetric parameters for a range that includes 0.</summary>
-    internal static (float Scale, byte ZeroPoint) ActivationParameters(float low, float high)
+    public static (float Scale, byte ZeroPoint) ActivationParameters(float low, float high)
     {
         low = Math.Min(0, low);
         high = Math.Max(0, high);
@@ -323,7 +323,7 @@ public static class Int8Quantizer
 
     /// <summary>int8 symmetric per-output-channel quantization of a weight tensor [M, ...]: one scale per channel,
     /// zero point 0, values in [-127, 127].</summary>
-    internal static (sbyte[] Values, float[] Scales) QuantizeWeights(float[] weights, int channels)
+    public static (sbyte[] Values, float[] Scales) QuantizeWeights(float[] weights, int channels)
     {
         var perChannel = weights.Length / channels;
         var values = new sbyte[weights.Length];
