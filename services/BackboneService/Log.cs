@@ -21,8 +21,8 @@ internal static partial class Log
     [LoggerMessage(EventId = 2005, Level = LogLevel.Error, Message = "Batch of {Count} failed in ONNX Runtime")]
     public static partial void BatchFailed(ILogger logger, Exception exception, int count);
 
-    [LoggerMessage(EventId = 2100, Level = LogLevel.Information, Message = "Execution layout: {Layout} (configured Sessions={ConfiguredSessions}, IntraOpThreads={ConfiguredThreads}; 0 = auto)")]
-    public static partial void Layout(ILogger logger, string layout, int configuredSessions, int configuredThreads);
+    [LoggerMessage(EventId = 2100, Level = LogLevel.Information, Message = "Execution layout: {Layout}; {Origin} (Graft:Backbone:Sessions, IntraOpThreads, AllowSpinning)")]
+    public static partial void Layout(ILogger logger, string layout, string origin);
 
     [LoggerMessage(EventId = 2101, Level = LogLevel.Information, Message = "Quantizing {Profile} to int8 on {Images} calibration images from {CalibrationDirectory} ({Settings}); done once, then cached")]
     public static partial void Quantizing(ILogger logger, string profile, int images, string calibrationDirectory, string settings);

@@ -93,7 +93,9 @@ public sealed class BackboneModel : IDisposable
         var fingerprint = ComputeFingerprint(profile, precision == "fp32" ? bytes : cutBytes, cut.CutTensor);
 
         var (options, provider) = CreateSessionOptions(device, layout, logger);
-        Log.Layout(logger, layout.ToString(), layout.Sessions, layout.IntraOpThreads);
+        // On a GPU the device, not the cores, runs the model: parallel sessions would only hold more copies of it.
+        if (provider == CudaProvider && layout.AutoSessions) layout = layout with { Sessions = 1 };
+        Log.Layout(logger, layout.ToString(), layout.AutoSessions ? "sessions chosen from the cores the process may use" : "sessions as configured");
         using (options)
         {
             var sessions = new SessionPool();

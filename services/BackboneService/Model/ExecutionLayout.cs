@@ -9,6 +9,9 @@ namespace Graft.Backbone.Model;
 /// <param name="Cores">Cores the process may use (<see cref="Environment.ProcessorCount"/>: affinity and cgroup CPU limits included).</param>
 public sealed record ExecutionLayout(int Sessions, int IntraOpThreads, bool AllowSpinning, int Cores)
 {
+    /// <summary>Whether <see cref="Sessions"/> was chosen here rather than configured (a GPU then gets one session).</summary>
+    public bool AutoSessions { get; init; }
+
     /// <summary>Largest number of sessions auto mode chooses: each holds a full copy of the weights (about 45 MB for ResNet18).</summary>
     public const int MaxAutoSessions = 4;
 
@@ -20,6 +23,7 @@ public sealed record ExecutionLayout(int Sessions, int IntraOpThreads, bool Allo
     public static ExecutionLayout Resolve(int sessions, int intraOpThreads, bool allowSpinning, int cores)
     {
         cores = Math.Max(1, cores);
+        var autoSessions = sessions <= 0;
         if (sessions <= 0 && intraOpThreads <= 0)
         {
             sessions = Math.Min(cores, MaxAutoSessions);
@@ -33,7 +37,7 @@ public sealed record ExecutionLayout(int Sessions, int IntraOpThreads, bool Allo
         {
             intraOpThreads = Math.Max(1, cores / sessions);
         }
-        return new ExecutionLayout(sessions, intraOpThreads, allowSpinning, cores);
+        return new ExecutionLayout(sessions, intraOpThreads, allowSpinning, cores) { AutoSessions = autoSessions };
     }
 
     /// <summary>The layout for the process's cores.</summary>
