@@ -32,4 +32,7 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 2103, Level = LogLevel.Information, Message = "Loaded the quantized model from the cache {Path}")]
     public static partial void QuantizedFromCache(ILogger logger, string path);
+
+    [LoggerMessage(EventId = 2104, Level = LogLevel.Critical, Message = "The batch collector failed; the backbone refuses new requests until restarted")]
+    public static partial void CollectorFailed(ILogger logger, Exception exception);
 }

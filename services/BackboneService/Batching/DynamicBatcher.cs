@@ -18,7 +18,8 @@ public sealed class DynamicBatcher : IAsyncDisposable
     private readonly long _maxQueueDelayTicks;
     private readonly BackboneMetrics _metrics;
     private readonly ILogger _logger;
-    private readonly Channel<Pending> _queue = Channel.CreateUnbounded<Pending>(new UnboundedChannelOptions { SingleReader = true });
+    // Not SingleReader: only the multi-reader channel can count its items, which the share-out needs.
+    private readonly Channel<Pending> _queue = Channel.CreateUnbounded<Pending>();
     private readonly Channel<List<Pending>> _batches = Channel.CreateUnbounded<List<Pending>>(new UnboundedChannelOptions { SingleWriter = true });
     private readonly SemaphoreSlim _freeWorkers;
     private readonly Task _collector;
@@ -111,6 +112,14 @@ public sealed class DynamicBatcher : IAsyncDisposable
                 }
                 _batches.Writer.TryWrite(batch);
             }
+        }
+        catch (Exception e)
+        {
+            // A bug here must not leave callers waiting forever: refuse what is queued and anything enqueued later.
+            Log.CollectorFailed(_logger, e);
+            _queue.Writer.TryComplete(e);
+            if (carried is not null) carried.Completion.TrySetException(e);
+            while (reader.TryRead(out var left)) left.Completion.TrySetException(e);
         }
         finally
         {
