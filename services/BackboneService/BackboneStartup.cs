@@ -1,4 +1,3 @@
-using Graft.Backbone.Model;
 using Graft.ServiceDefaults;
 
 namespace Graft.Backbone;
@@ -10,10 +9,8 @@ internal sealed class BackboneStartup(IServiceProvider services, ReadinessGate g
     public Task StartAsync(CancellationToken cancellationToken)
     {
         gate.MarkNotReady("loading the backbone model");
-        var extractor = services.GetRequiredService<FeatureExtractor>();
-        var model = extractor.Model;
-        var warmup = model.WarmUp();
-        Log.Ready(logger, model.Profile.Name, model.ExecutionProvider, model.Fingerprint, model.FeatureDimension, warmup.TotalMilliseconds);
+        var (backbone, warmup) = services.GetRequiredService<FeatureExtractor>().WarmUp();
+        Log.Ready(logger, backbone.Name, backbone.ExecutionProvider, backbone.Fingerprint, backbone.FeatureDimension, warmup.TotalMilliseconds);
         gate.MarkReady();
         return Task.CompletedTask;
     }

@@ -10,17 +10,30 @@ namespace Graft.Backbone;
 /// <summary>Features of one input, and whether the cache supplied them.</summary>
 public sealed record Features(float[] Values, bool CacheHit);
 
+/// <summary>A backbone as <c>Describe</c> reports it.</summary>
+public sealed record BackboneDescription(
+    string Name, string Fingerprint, IReadOnlyList<long> InputShape, int FeatureDimension, string ExecutionProvider,
+    string CutTensor, string Preprocessing, int MaxBatchSize, TimeSpan MaxQueueDelay, long CacheCapacityBytes, long CacheUsedBytes,
+    ExecutionLayout Layout, string Precision);
+
 /// <summary>The data flow of one extraction: cache lookup → decode and preprocess (<see cref="Imaging"/>) →
 /// dynamic batch (<see cref="Batching"/>) → model run (<see cref="Model"/>) → cache store (<see cref="Caching"/>).</summary>
 public sealed class FeatureExtractor(BackboneModel model, Preprocessor preprocessor, DynamicBatcher batcher, FeatureCache cache, BackboneMetrics metrics)
 {
-    public BackboneModel Model => model;
+    /// <summary>The fingerprint of the backbone every feature vector comes from.</summary>
+    public string Fingerprint => model.Fingerprint;
 
-    public Preprocessor Preprocessor => preprocessor;
+    /// <summary>How many streamed items to work on at once: twice a batch keeps the batcher fed.</summary>
+    public int StreamConcurrency => Math.Max(2, batcher.MaxBatchSize * 2);
 
-    public DynamicBatcher Batcher => batcher;
+    /// <summary>What the backbone is and how it runs, for <c>Describe</c>.</summary>
+    public BackboneDescription Describe() => new(
+        model.Profile.Name, model.Fingerprint, model.InputShape, model.FeatureDimension, model.ExecutionProvider,
+        model.Cut.CutTensor, model.Profile.DescribePreprocessing(), batcher.MaxBatchSize, batcher.MaxQueueDelay,
+        cache.CapacityBytes, cache.UsedBytes, model.Layout, model.Precision);
 
-    public FeatureCache Cache => cache;
+    /// <summary>Runs one warm-up batch through the model; returns the backbone and how long that run took.</summary>
+    public (BackboneDescription Backbone, TimeSpan WarmUp) WarmUp() => (Describe(), model.WarmUp());
 
     /// <summary>Extracts the features of encoded image bytes.</summary>
     /// <exception cref="InputRejectedException">The bytes are not an acceptable image.</exception>

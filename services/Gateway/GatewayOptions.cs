@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using Graft.Gateway.Downstream;
 
 namespace Graft.Gateway;
 

@@ -1,3 +1,6 @@
+using Graft.Gateway.Auth;
+using Graft.Gateway.Downstream;
+using Graft.Gateway.Flows;
 using Graft.Gateway.Services;
 using Graft.ServiceDefaults;
 using Microsoft.Extensions.Options;
@@ -19,8 +22,8 @@ public static partial class GatewayServiceCollectionExtensions
         services.AddDownstreamClients(options);
         services.AddTransient<BackboneDownstream>();
         services.AddTransient<HeadsDownstream>();
-        services.AddTransient<Predictor>();
-        services.AddTransient<HeadTrainer>();
+        services.AddTransient<PredictionFlow>();
+        services.AddTransient<TrainingFlow>();
 
         services.AddSingleton<BearerTokenInterceptor>();
         services.AddGrpc().AddServiceOptions<GatewayService>(o => o.Interceptors.Add<BearerTokenInterceptor>());
@@ -45,7 +48,7 @@ public static partial class GatewayServiceCollectionExtensions
 
         public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
-        [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "Gateway over backbone {Backbone} and heads {Heads}; admin calls: {Admin}; predict calls: {Predict}")]
+        [LoggerMessage(EventId = 4000, Level = LogLevel.Information, Message = "Gateway over backbone {Backbone} and heads {Heads}; admin calls: {Admin}; predict calls: {Predict}")]
         private static partial void LogAccess(ILogger logger, string backbone, string heads, string admin, string predict);
     }
 }

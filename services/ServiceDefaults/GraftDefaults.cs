@@ -47,7 +47,7 @@ public static class GraftDefaults
             o.IncludeScopes = false;
         });
 
-        var limits = builder.Services.AddValidatedOptions<LimitOptions>(builder.Configuration, LimitOptions.Section);
+        builder.Services.AddValidatedOptions<LimitOptions>(builder.Configuration, LimitOptions.Section);
         var limitValues = builder.Configuration.GetSection(LimitOptions.Section).Get<LimitOptions>() ?? new LimitOptions();
 
         builder.Services.AddSingleton<RpcMetrics>();

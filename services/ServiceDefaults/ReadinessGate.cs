@@ -9,8 +9,6 @@ public sealed class ReadinessGate : IHealthCheck
 {
     private volatile string? _notReadyReason = "starting";
 
-    public bool IsReady => _notReadyReason is null;
-
     public void MarkReady() => _notReadyReason = null;
 
     public void MarkNotReady(string reason) => _notReadyReason = reason;

@@ -139,4 +139,69 @@ public sealed class ImagingTests
 
         Assert.Contains("truncated", e.Message);
     }
+
+    public static TheoryData<string> Formats => ["JPEG", "PNG", "WebP", "GIF", "BMP"];
+
+    [Theory]
+    [MemberData(nameof(Formats))]
+    public void A_file_of_a_known_format_cut_short_is_called_truncated_or_corrupt_not_unknown(string format)
+    {
+        var file = Encoded(format);
+        Assert.Equal(format, ImageDecoder.Signature(file)); // the fixture really is that format
+
+        foreach (var length in new[] { 14, file.Length / 2 })
+        {
+            var e = Assert.Throws<InputRejectedException>(() => new ImageDecoder(1_000_000).Decode(file.AsSpan(0, length)));
+
+            Assert.Contains($"The {format} is truncated or corrupt", e.Message);
+            Assert.DoesNotContain("no known signature", e.Message);
+        }
+    }
+
+    [Fact]
+    public void A_jpeg_cut_short_says_the_jpeg_is_truncated_or_corrupt()
+    {
+        var jpeg = Encoded("JPEG");
+
+        var e = Assert.Throws<InputRejectedException>(() => new ImageDecoder(1_000_000).Decode(jpeg.AsSpan(0, jpeg.Length / 2)));
+
+        Assert.Contains("the JPEG is truncated or corrupt", e.Message, StringComparison.OrdinalIgnoreCase);
+    }
+
+    private static byte[] Encoded(string format)
+    {
+        using var bitmap = Images.Solid(64, 64, SKColors.Coral);
+        using (var canvas = new SKCanvas(bitmap)) canvas.DrawCircle(32, 32, 20, new SKPaint { Color = SKColors.Navy });
+        return format switch
+        {
+            "JPEG" => Images.Encode(bitmap, SKEncodedImageFormat.Jpeg),
+            "PNG" => Images.Encode(bitmap),
+            "WebP" => Images.Encode(bitmap, SKEncodedImageFormat.Webp),
+            "GIF" => Images.TwoFrameGif(),
+            _ => Bmp(bitmap),
+        };
+    }
+
+    /// <summary>A 24-bit BMP (Skia decodes BMP but does not encode it).</summary>
+    private static byte[] Bmp(SKBitmap bitmap)
+    {
+        var (w, h) = (bitmap.Width, bitmap.Height);
+        var stride = (w * 3 + 3) & ~3;
+        using var stream = new MemoryStream();
+        using var writer = new BinaryWriter(stream);
+        writer.Write((byte)'B'); writer.Write((byte)'M');
+        writer.Write(54 + stride * h); writer.Write(0); writer.Write(54);
+        writer.Write(40); writer.Write(w); writer.Write(h); writer.Write((short)1); writer.Write((short)24);
+        writer.Write(0); writer.Write(stride * h); writer.Write(2835); writer.Write(2835); writer.Write(0); writer.Write(0);
+        for (var y = h - 1; y >= 0; y--)
+        {
+            for (var x = 0; x < w; x++)
+            {
+                var c = bitmap.GetPixel(x, y);
+                writer.Write(c.Blue); writer.Write(c.Green); writer.Write(c.Red);
+            }
+            for (var p = w * 3; p < stride; p++) writer.Write((byte)0);
+        }
+        return stream.ToArray();
+    }
 }

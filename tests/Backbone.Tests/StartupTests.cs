@@ -9,10 +9,16 @@ namespace Graft.Backbone.Tests;
 public sealed class StartupTests(DefaultBackbone backbone)
 {
     [Fact]
-    public async Task With_device_auto_and_no_gpu_the_service_falls_back_to_cpu_and_logs_a_warning()
+    public async Task With_device_auto_the_service_uses_cuda_when_it_loads_else_falls_back_to_cpu_and_logs_a_warning()
     {
         var info = await backbone.Client.DescribeAsync(new DescribeBackboneRequest());
 
+        if (info.ExecutionProvider == "CUDAExecutionProvider")
+        {
+            // A host where CUDA works: no fallback, so no fallback warning.
+            Assert.DoesNotContain(backbone.Factory.Logs.Entries, e => e.EventId.Id == 2002);
+            return;
+        }
         Assert.Equal("CPUExecutionProvider", info.ExecutionProvider);
         var warning = Assert.Single(backbone.Factory.Logs.Entries, e => e.EventId.Id == 2002);
         Assert.Equal(LogLevel.Warning, warning.Level);
@@ -31,9 +37,16 @@ public sealed class StartupTests(DefaultBackbone backbone)
     }
 
     [Fact]
-    public async Task With_device_cuda_and_no_gpu_start_up_fails_with_a_message_naming_the_setting()
+    public async Task With_device_cuda_start_up_fails_with_a_message_naming_the_setting_unless_cuda_loads()
     {
         await using var factory = new BackboneFactory(new Dictionary<string, string?> { ["Graft:Backbone:Device"] = "cuda" });
+        if ((await backbone.Client.DescribeAsync(new DescribeBackboneRequest())).ExecutionProvider == "CUDAExecutionProvider")
+        {
+            // A host where CUDA works (device auto chose it): device cuda must start and run on it.
+            var info = await new V1.Backbone.BackboneClient(factory.CreateChannel()).DescribeAsync(new DescribeBackboneRequest());
+            Assert.Equal("CUDAExecutionProvider", info.ExecutionProvider);
+            return;
+        }
 
         var e = Assert.ThrowsAny<Exception>(() => factory.Server);
 

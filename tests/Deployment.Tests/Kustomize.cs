@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using k8s;
+using Graft.Testing;
 using k8s.Models;
 
 namespace Graft.Deployment.Tests;
@@ -17,9 +18,8 @@ public static class Kustomize
 
     public static string Render(string directory)
     {
-        var kubectl = FindKubectl() ?? throw new InvalidOperationException(
-            "kubectl was not found on PATH (nor at /usr/bin/kubectl). These tests render k8s/overlays with `kubectl kustomize` " +
-            "and cannot check the manifests without it: install kubectl (it bundles kustomize) and run them again.");
+        // These tests render k8s/overlays with `kubectl kustomize`; a missing kubectl fails them naming its package.
+        var kubectl = RequiredTool.Kubectl.Require();
         var psi = new ProcessStartInfo(kubectl) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         psi.ArgumentList.Add("kustomize");
         psi.ArgumentList.Add(directory);
@@ -42,12 +42,6 @@ public static class Kustomize
 
     /// <summary>Strict parse: YAML keys that no model property maps to, and duplicate keys, throw.</summary>
     public static RenderedManifests Parse(string yaml) => new(KubernetesYaml.LoadAllFromString(yaml, strict: true));
-
-    private static string? FindKubectl()
-    {
-        var dirs = (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries).Append("/usr/bin");
-        return dirs.Select(d => Path.Combine(d, "kubectl")).FirstOrDefault(File.Exists);
-    }
 }
 
 /// <summary>The typed objects of one rendered overlay, with the look-ups the tests need.</summary>

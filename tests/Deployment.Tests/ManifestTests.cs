@@ -33,7 +33,9 @@ public sealed class ManifestTests
               clusterIp: None
             """;
 
-        Assert.ThrowsAny<Exception>(() => Kustomize.Parse(yaml));
+        // YamlDotNet's own error for a key no model property maps to, naming the key.
+        var e = Assert.ThrowsAny<YamlDotNet.Core.YamlException>(() => Kustomize.Parse(yaml));
+        Assert.Contains("clusterIp", e.ToString(), StringComparison.Ordinal);
     }
 
     [Theory]

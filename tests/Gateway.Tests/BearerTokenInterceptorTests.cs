@@ -2,6 +2,9 @@ using Grpc.Core;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 
+using Graft.Gateway.Auth;
+using Graft.Gateway.Downstream;
+
 namespace Graft.Gateway.Tests;
 
 /// <summary>The access rules, called directly (the end-to-end tests cover the wire).</summary>

@@ -1,3 +1,6 @@
+using Graft.Gateway.Auth;
+using Graft.Gateway.Downstream;
+
 namespace Graft.Gateway.Tests;
 
 public sealed class DownstreamAddressTests

@@ -4,6 +4,9 @@ using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Polly.Registry;
 
+using Graft.Gateway.Auth;
+using Graft.Gateway.Downstream;
+
 namespace Graft.Gateway.Tests;
 
 /// <summary>The resilience rules of one downstream, driven by calls that fail the way a dead server makes them fail.</summary>

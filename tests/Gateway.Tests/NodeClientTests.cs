@@ -24,7 +24,7 @@ public sealed class NodeClientTests(StackFixture fixture)
         }, fixture.Stack.PredictHeaders);
 
         // Act
-        var (exit, stdout, stderr) = await RunAsync("node", "predict.js",
+        var (exit, stdout, stderr) = await RunAsync(RequiredTool.Node, "predict.js",
             "--address", $"127.0.0.1:{fixture.Stack.Gateway.GrpcPort}",
             "--image", image.Path,
             "--head", StackFixture.Regressor, "--head", StackFixture.Classifier,
@@ -49,7 +49,7 @@ public sealed class NodeClientTests(StackFixture fixture)
         await EnsureNodeModulesAsync();
 
         // Act
-        var (exit, stdout, _) = await RunAsync("node", "predict.js",
+        var (exit, stdout, _) = await RunAsync(RequiredTool.Node, "predict.js",
             "--address", $"127.0.0.1:{fixture.Stack.Gateway.GrpcPort}", "--image", fixture.Test[0].Path);
 
         // Assert
@@ -64,13 +64,13 @@ public sealed class NodeClientTests(StackFixture fixture)
         {
             return;
         }
-        var (exit, stdout, stderr) = await RunAsync("npm", "ci", "--no-audit", "--no-fund");
+        var (exit, stdout, stderr) = await RunAsync(RequiredTool.Npm, "ci", "--no-audit", "--no-fund");
         Assert.True(exit == 0, $"npm ci failed ({exit})\n{stdout}\n{stderr}");
     }
 
-    private static async Task<(int Exit, string Stdout, string Stderr)> RunAsync(string file, params string[] args)
+    private static async Task<(int Exit, string Stdout, string Stderr)> RunAsync(RequiredTool tool, params string[] args)
     {
-        var psi = new ProcessStartInfo(file) { WorkingDirectory = ClientFolder, RedirectStandardOutput = true, RedirectStandardError = true };
+        var psi = new ProcessStartInfo(tool.Require()) { WorkingDirectory = ClientFolder, RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var a in args)
         {
             psi.ArgumentList.Add(a);

@@ -1,6 +1,7 @@
 using Xunit.Abstractions;
 using System.Diagnostics;
 using Google.Protobuf;
+using Graft.Testing;
 using Graft.V1;
 using Grpc.Core;
 

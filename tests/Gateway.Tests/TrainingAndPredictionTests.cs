@@ -169,10 +169,6 @@ public sealed class TrainingAndPredictionTests(StackFixture fixture, ITestOutput
     private static double Extracts(PrometheusText metrics) =>
         metrics.Sum("graft_rpc_server_requests_total", ("rpc_method", ExtractMethod), ("rpc_grpc_status_code", "OK"));
 
-    /// <summary>The Prometheus exporter caches a scrape briefly; wait that out so the numbers are current.</summary>
-    private static async Task<PrometheusText> ScrapeAfterQuietAsync(ServiceProcess service)
-    {
-        await Task.Delay(TimeSpan.FromSeconds(1));
-        return await service.ScrapeMetricsAsync();
-    }
+    /// <summary>The Prometheus exporter caches a scrape briefly; wait for a snapshot made after everything so far.</summary>
+    private static Task<PrometheusText> ScrapeAfterQuietAsync(ServiceProcess service) => service.ScrapeMetricsAsync(generatedAfter: DateTime.UtcNow);
 }

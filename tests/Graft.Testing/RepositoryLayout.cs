@@ -1,4 +1,5 @@
 using System.Reflection;
+using Graft.Launcher;
 
 namespace Graft.Testing;
 
@@ -21,17 +22,10 @@ public static class RepositoryLayout
     /// <summary>The built DLL of a service, e.g. <c>services/Gateway/bin/Debug/net10.0/linux-x64/Graft.Gateway.dll</c>.</summary>
     public static string ServiceDll(GraftService service)
     {
-        var (folder, assembly) = service switch
-        {
-            GraftService.Backbone => ("BackboneService", "Graft.BackboneService"),
-            GraftService.Heads => ("HeadService", "Graft.HeadService"),
-            GraftService.Gateway => ("Gateway", "Graft.Gateway"),
-            _ => throw new ArgumentOutOfRangeException(nameof(service)),
-        };
-        var path = Path.Combine(Root, "services", folder, "bin", Configuration, "net10.0", RuntimeIdentifier, assembly + ".dll");
+        var path = service.BuiltDll(Root, Configuration, RuntimeIdentifier);
         return File.Exists(path)
             ? path
-            : throw new FileNotFoundException($"{assembly}.dll is not built at {path}; build the test project (it builds the services) with -c {Configuration}.", path);
+            : throw new FileNotFoundException($"{service.AssemblyName()}.dll is not built at {path}; build the test project (it builds the services) with -c {Configuration}.", path);
     }
 
     private static string? Metadata(string key) =>
@@ -52,12 +46,4 @@ public static class RepositoryLayout
         }
         throw new InvalidOperationException("Cannot find the repository root (a folder holding Services.sln) above " + AppContext.BaseDirectory);
     }
-}
-
-/// <summary>The three Graft services.</summary>
-public enum GraftService
-{
-    Backbone,
-    Heads,
-    Gateway,
 }

@@ -1,3 +1,4 @@
+using Graft.Launcher;
 using Graft.V1;
 using Grpc.Core;
 using Grpc.Net.Client;
@@ -26,17 +27,19 @@ public sealed record ServiceStackOptions
     public TimeSpan ReadyTimeout { get; init; } = TimeSpan.FromMinutes(4);
 }
 
-/// <summary>BackboneService, HeadService and Gateway as three separate processes on free loopback ports, with a temporary
-/// head registry, tokens passed through the environment, typed clients, metrics scraping and kill/restart of any one.
-/// Disposing kills every process and deletes the registry; a failed start leaves nothing running.</summary>
+/// <summary>BackboneService, HeadService and Gateway as three separate processes on free loopback ports (the shared
+/// launcher's <see cref="ServiceGroup"/>), with a temporary head registry, tokens passed through the environment, typed
+/// clients, metrics scraping and kill/restart of any one. Disposing kills every process and deletes the registry; a
+/// failed start leaves nothing running.</summary>
 public sealed class ServiceStack : IAsyncDisposable
 {
-    private readonly List<ServiceProcess> _processes = [];
+    private readonly ServiceGroup _group;
 
-    private ServiceStack(ServiceStackOptions options, string registry)
+    private ServiceStack(ServiceStackOptions options, string registry, ServiceGroup group)
     {
         Options = options;
         RegistryDirectory = registry;
+        _group = group;
     }
 
     public ServiceStackOptions Options { get; }
@@ -44,11 +47,11 @@ public sealed class ServiceStack : IAsyncDisposable
     /// <summary>The head registry folder HeadService writes (deleted on dispose).</summary>
     public string RegistryDirectory { get; }
 
-    public ServiceProcess Backbone { get; private set; } = null!;
+    public ServiceProcess Backbone => _group.Backbone;
 
-    public ServiceProcess Heads { get; private set; } = null!;
+    public ServiceProcess Heads => _group.Heads;
 
-    public ServiceProcess Gateway { get; private set; } = null!;
+    public ServiceProcess Gateway => _group.Gateway;
 
     /// <summary>The public API client, without credentials; pass <see cref="AdminHeaders"/> or <see cref="Bearer"/> per call.</summary>
     public V1.Gateway.GatewayClient GatewayClient => new(Gateway.Channel);
@@ -65,73 +68,70 @@ public sealed class ServiceStack : IAsyncDisposable
 
     public static Metadata Bearer(string token) => new() { { "authorization", "Bearer " + token } };
 
-    /// <summary>Starts the backbone and the heads (in parallel), then the gateway pointed at them.</summary>
+    /// <summary>Starts the three services and waits until each is ready.</summary>
     public static async Task<ServiceStack> StartAsync(ServiceStackOptions? options = null, CancellationToken cancellationToken = default)
     {
         options ??= new ServiceStackOptions();
         var registry = Directory.CreateTempSubdirectory("graft-e2e-registry-").FullName;
-        var stack = new ServiceStack(options, registry);
+        var gatewayEnv = new Dictionary<string, string>
+        {
+            ["Graft__Gateway__AllowUnauthenticatedAdmin"] = options.AllowUnauthenticatedAdmin ? "true" : "false",
+        };
+        if (options.AdminToken is { } admin)
+        {
+            gatewayEnv["Graft__Gateway__AdminToken"] = admin;
+        }
+        if (options.PredictToken is { } predict)
+        {
+            gatewayEnv["Graft__Gateway__PredictToken"] = predict;
+        }
+        var launch = new StackLaunch(PortPlan.Free(), RepositoryLayout.ServiceDll)
+        {
+            Environment = new Dictionary<GraftService, IReadOnlyDictionary<string, string>>
+            {
+                [GraftService.Backbone] = Merge(new() { ["Graft__Backbone__Device"] = "cpu" }, options.BackboneEnvironment),
+                [GraftService.Heads] = Merge(new() { ["Graft__Heads__RegistryPath"] = registry }, options.HeadsEnvironment),
+                [GraftService.Gateway] = Merge(gatewayEnv, options.GatewayEnvironment),
+            },
+        };
         try
         {
-            stack.Backbone = stack.Add(GraftService.Backbone, new Dictionary<string, string>
-            {
-                ["Graft__Backbone__Device"] = "cpu",
-            }, options.BackboneEnvironment);
-            stack.Heads = stack.Add(GraftService.Heads, new Dictionary<string, string>
-            {
-                ["Graft__Heads__RegistryPath"] = registry,
-            }, options.HeadsEnvironment);
-
-            var gatewayEnv = new Dictionary<string, string>
-            {
-                ["Graft__Gateway__BackboneAddress"] = stack.Backbone.GrpcAddress.ToString(),
-                ["Graft__Gateway__HeadsAddress"] = stack.Heads.GrpcAddress.ToString(),
-                ["Graft__Gateway__AllowUnauthenticatedAdmin"] = options.AllowUnauthenticatedAdmin ? "true" : "false",
-            };
-            if (options.AdminToken is { } admin)
-            {
-                gatewayEnv["Graft__Gateway__AdminToken"] = admin;
-            }
-            if (options.PredictToken is { } predict)
-            {
-                gatewayEnv["Graft__Gateway__PredictToken"] = predict;
-            }
-            stack.Gateway = stack.Add(GraftService.Gateway, gatewayEnv, options.GatewayEnvironment);
-
-            await Task.WhenAll(
-                stack.Backbone.StartAsync(options.ReadyTimeout, cancellationToken),
-                stack.Heads.StartAsync(options.ReadyTimeout, cancellationToken));
-            await stack.Gateway.StartAsync(options.ReadyTimeout, cancellationToken);
-            return stack;
+            var group = await ServiceGroup.StartAsync(launch, options.ReadyTimeout, cancellationToken: cancellationToken);
+            return new ServiceStack(options, registry, group);
         }
         catch
         {
-            await stack.DisposeAsync();
+            DeleteRegistry(registry);
             throw;
         }
     }
 
-    public ServiceProcess this[GraftService service] => service switch
-    {
-        GraftService.Backbone => Backbone,
-        GraftService.Heads => Heads,
-        _ => Gateway,
-    };
+    public ServiceProcess this[GraftService service] => _group[service];
 
     /// <summary>The last lines of every service's output, for a failure message.</summary>
     public string Diagnostics(int lastLines = 60) =>
-        string.Join("\n", _processes.Select(p => $"----- {p.Service} (grpc {p.GrpcPort}, http {p.HttpPort}) -----\n{p.OutputText(lastLines)}"));
+        string.Join("\n", _group.Services.Select(p => $"----- {p.Service} (grpc {p.GrpcPort}, http {p.HttpPort}) -----\n{p.OutputText(lastLines)}"));
 
     public async ValueTask DisposeAsync()
     {
-        // Gateway first, so it never logs the others' shutdown as failures.
-        foreach (var process in Enumerable.Reverse(_processes))
+        await _group.DisposeAsync();
+        DeleteRegistry(RegistryDirectory);
+    }
+
+    private static IReadOnlyDictionary<string, string> Merge(Dictionary<string, string> environment, IReadOnlyDictionary<string, string> extra)
+    {
+        foreach (var (k, v) in extra)
         {
-            await process.DisposeAsync();
+            environment[k] = v;
         }
+        return TestProcesses.WithDefaults(environment);
+    }
+
+    private static void DeleteRegistry(string registry)
+    {
         try
         {
-            Directory.Delete(RegistryDirectory, recursive: true);
+            Directory.Delete(registry, recursive: true);
         }
         catch (IOException)
         {
@@ -140,17 +140,5 @@ public sealed class ServiceStack : IAsyncDisposable
         catch (UnauthorizedAccessException)
         {
         }
-    }
-
-    private ServiceProcess Add(GraftService service, Dictionary<string, string> environment, IReadOnlyDictionary<string, string> extra)
-    {
-        foreach (var (k, v) in extra)
-        {
-            environment[k] = v;
-        }
-        environment["ASPNETCORE_ENVIRONMENT"] = "Production";
-        var process = new ServiceProcess(service, FreePorts.Next(), FreePorts.Next(), environment);
-        _processes.Add(process);
-        return process;
     }
 }

@@ -32,12 +32,9 @@ public sealed class FaultTests(ReliabilityFixture fixture, ITestOutputHelper out
         // hold many earlier successes), then restart it on the same port.
         var killedAt = load.Elapsed;
         Stack.Backbone.Kill();
-        var down = Stopwatch.StartNew();
-        while (down.Elapsed < TimeSpan.FromSeconds(30) && !load.Outcomes.Any(o => o.Detail.Contains("not calling it", StringComparison.Ordinal)))
-        {
-            await Task.Delay(100);
-        }
-        await Task.Delay(TimeSpan.FromSeconds(1));
+        // Wait until the open breaker has answered several calls at once, so its latency is measured on more than one.
+        await Eventually.TrueAsync(() => load.Outcomes.Count(o => o.Detail.Contains("not calling it", StringComparison.Ordinal)) >= 3,
+            TimeSpan.FromSeconds(30), "three calls rejected by the open breaker");
         await Stack.Backbone.StartAsync(ReliabilityStack.ReadyTimeout);
         var readyAt = load.Elapsed;
         await WaitForSuccessStartedAfterAsync(load, readyAt, TimeSpan.FromSeconds(30));

@@ -41,7 +41,7 @@ public sealed class RegistryFilesystemTests(ITestOutputHelper output) : IAsyncLi
     public async Task Publishing_onto_a_full_or_read_only_registry_fails_clearly_writes_nothing_and_the_old_version_keeps_serving()
     {
         // Arrange: a small head that fits, published before the disk fills.
-        _heads = new ServiceProcess(GraftService.Heads, FreePorts.Next(), FreePorts.Next(), new Dictionary<string, string>
+        _heads = TestProcesses.Create(GraftService.Heads, new Dictionary<string, string>
         {
             ["ASPNETCORE_ENVIRONMENT"] = "Production",
             ["Graft__Heads__RegistryPath"] = Registry,

@@ -77,7 +77,9 @@ public sealed class SecurityTests(ReliabilityFixture fixture, ITestOutputHelper 
         await fixture.PredictAsync(fixture.TestImage(), ReliabilityFixture.Classifier);
         await Statuses.ExpectAsync(StatusCode.Unauthenticated,
             () => fixture.Client.DeleteHeadAsync(new DeleteHeadRequest { Name = ReliabilityFixture.Classifier }, ServiceStack.Bearer(wrong), Deadline()).ResponseAsync, "wrong token");
-        await Task.Delay(500); // let the last lines of output arrive
+        // The Gateway's refusal is the last line these calls log: once it is captured, the output is complete.
+        await Eventually.TrueAsync(() => Stack.AllOutput.Any(l => l.Contains("Rejected /graft.v1.Gateway/DeleteHead", StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(30), "the Gateway's log line for the refused call");
 
         // Act
         var lines = Stack.AllOutput.ToList();
@@ -142,8 +144,8 @@ public sealed class SecurityTests(ReliabilityFixture fixture, ITestOutputHelper 
                 socket.Close(0);
             }
         });
-        var (deadBackbone, deadHeads) = (((System.Net.IPEndPoint)hangUp.LocalEndpoint).Port, FreePorts.Next());
-        await using var gateway = new ServiceProcess(GraftService.Gateway, FreePorts.Next(), FreePorts.Next(), new Dictionary<string, string>
+        var (deadBackbone, deadHeads) = (((System.Net.IPEndPoint)hangUp.LocalEndpoint).Port, PortPlan.FreePort());
+        await using var gateway = TestProcesses.Create(GraftService.Gateway, new Dictionary<string, string>
         {
             ["ASPNETCORE_ENVIRONMENT"] = "Production",
             ["Graft__Gateway__BackboneAddress"] = $"http://127.0.0.1:{deadBackbone}",

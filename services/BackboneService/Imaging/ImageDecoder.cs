@@ -28,8 +28,11 @@ public sealed class ImageDecoder(long maxPixels)
         using var codec = SKCodec.Create(data);
         if (codec is null)
         {
-            throw new InputRejectedException(
-                $"The {encoded.Length} bytes are not a recognised image (no known signature); send a {AcceptedFormats} file.");
+            // Skia gives no codec both for unknown bytes and for a known format whose header is cut short or broken;
+            // the signature tells the two apart, so the user learns whether to fix the file or the format.
+            throw new InputRejectedException(Signature(encoded) is { } format
+                ? $"The {format} is truncated or corrupt (its header cannot be read); send the complete file."
+                : $"The {encoded.Length} bytes are not a recognised image (no known signature); send a {AcceptedFormats} file.");
         }
         if (!Accepted.Contains(codec.EncodedFormat))
         {
@@ -56,8 +59,8 @@ public sealed class ImageDecoder(long maxPixels)
             if (decoded is not (SKCodecResult.Success))
             {
                 throw new InputRejectedException(decoded == SKCodecResult.IncompleteInput
-                    ? $"The {codec.EncodedFormat} image is truncated; send the complete file."
-                    : $"The {codec.EncodedFormat} image could not be decoded ({Describe(decoded)}); send a valid {AcceptedFormats} file.");
+                    ? $"The {Name(codec.EncodedFormat)} is truncated or corrupt (its data ends early); send the complete file."
+                    : $"The {Name(codec.EncodedFormat)} is truncated or corrupt ({Describe(decoded)}); send a valid {AcceptedFormats} file.");
             }
             var upright = Orient(bitmap, codec.EncodedOrigin);
             if (!ReferenceEquals(upright, bitmap)) bitmap.Dispose();
@@ -69,6 +72,27 @@ public sealed class ImageDecoder(long maxPixels)
             throw;
         }
     }
+
+    /// <summary>The format a file's first bytes announce (whatever follows them), or null when they announce none we accept.</summary>
+    public static string? Signature(ReadOnlySpan<byte> bytes) => bytes switch
+    {
+        [0xFF, 0xD8, 0xFF, ..] => "JPEG",
+        [0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A, ..] => "PNG",
+        [(byte)'G', (byte)'I', (byte)'F', (byte)'8', (byte)'7' or (byte)'9', (byte)'a', ..] => "GIF",
+        [(byte)'R', (byte)'I', (byte)'F', (byte)'F', _, _, _, _, (byte)'W', (byte)'E', (byte)'B', (byte)'P', ..] => "WebP",
+        [(byte)'B', (byte)'M', _, _, _, _, _, _, _, _, _, _, _, _, ..] => "BMP",
+        _ => null,
+    };
+
+    private static string Name(SKEncodedImageFormat format) => format switch
+    {
+        SKEncodedImageFormat.Jpeg => "JPEG",
+        SKEncodedImageFormat.Png => "PNG",
+        SKEncodedImageFormat.Gif => "GIF",
+        SKEncodedImageFormat.Webp => "WebP",
+        SKEncodedImageFormat.Bmp => "BMP",
+        _ => format.ToString(),
+    };
 
     private static string Describe(SKCodecResult result) => result switch
     {

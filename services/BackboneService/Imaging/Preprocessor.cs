@@ -16,6 +16,8 @@ public sealed class Preprocessor
 
     private readonly BackboneProfile _profile;
     private readonly float[]? _meanImage;
+    // Its pixel limit applies before any pixel buffer exists.
+    private readonly ImageDecoder _decoder;
     private readonly int[] _sourceChannel;
     private readonly float[] _mean;
     private readonly float[] _invStd;
@@ -30,7 +32,7 @@ public sealed class Preprocessor
             throw new InvalidOperationException($"The mean image has {meanImage.Length} values; profile '{profile.Name}' needs 3x{profile.InputHeight}x{profile.InputWidth} = {3 * planeSize}.");
         }
         _meanImage = meanImage;
-        Decoder = new ImageDecoder(maxPixels);
+        _decoder = new ImageDecoder(maxPixels);
         _sourceChannel = profile.ColorOrder == ColorOrder.Bgr ? [2, 1, 0] : [0, 1, 2];
         _mean = profile.Mean.Length == 3 ? profile.Mean : [0f, 0f, 0f];
         _invStd = profile.Std.Length == 3 ? profile.Std.Select(s => 1f / s).ToArray() : [1f, 1f, 1f];
@@ -45,17 +47,11 @@ public sealed class Preprocessor
         return new Preprocessor(profile, meanImage, maxPixels);
     }
 
-    /// <summary>The decoder in use (its pixel limit applies before any pixel buffer exists).</summary>
-    public ImageDecoder Decoder { get; }
-
-    /// <summary>Input tensor shape without the batch dimension: [3, height, width].</summary>
-    public IReadOnlyList<long> InputShape => [3, _profile.InputHeight, _profile.InputWidth];
-
     /// <summary>Decodes and preprocesses encoded image bytes.</summary>
     /// <exception cref="InputRejectedException">The bytes are not an acceptable image.</exception>
     public float[] Preprocess(ReadOnlySpan<byte> encoded)
     {
-        using var bitmap = Decoder.Decode(encoded);
+        using var bitmap = _decoder.Decode(encoded);
         return Preprocess(bitmap);
     }
 

@@ -1,5 +1,5 @@
-using System.Threading.Channels;
 using Google.Protobuf.Collections;
+using Graft.ServiceDefaults.Streaming;
 using Graft.V1;
 using Grpc.Core;
 
@@ -17,81 +17,46 @@ public sealed class BackboneGrpcService(FeatureExtractor extractor) : V1.Backbon
         }
         catch (InputRejectedException e)
         {
-            throw new RpcException(new Status(e.IsSizeLimit ? StatusCode.ResourceExhausted : StatusCode.InvalidArgument, e.Message));
+            throw new RpcException(new Status(StatusOf(e), e.Message));
         }
     }
 
     /// <summary>Items are extracted concurrently (so they batch) and answered in request order; a bad item gets an
     /// item-level error and the stream goes on.</summary>
-    public override async Task ExtractStream(IAsyncStreamReader<ExtractStreamRequest> requestStream, IServerStreamWriter<ExtractStreamReply> responseStream, ServerCallContext context)
-    {
-        var token = context.CancellationToken;
-        // Bounded so a fast sender cannot queue unbounded work; twice a batch keeps the batcher fed.
-        var inFlight = Channel.CreateBounded<Task<ExtractStreamReply>>(Math.Max(2, extractor.Batcher.MaxBatchSize * 2));
-        var reading = Task.Run(async () =>
-        {
-            try
-            {
-                await foreach (var item in requestStream.ReadAllAsync(token))
-                {
-                    await inFlight.Writer.WriteAsync(ExtractItemAsync(item, token), token);
-                }
-                inFlight.Writer.TryComplete();
-            }
-            catch (Exception e)
-            {
-                inFlight.Writer.TryComplete(e);
-            }
-        }, token);
-
-        await foreach (var reply in inFlight.Reader.ReadAllAsync(token))
-        {
-            await responseStream.WriteAsync(await reply, token);
-        }
-        await reading;
-    }
+    public override Task ExtractStream(IAsyncStreamReader<ExtractStreamRequest> requestStream, IServerStreamWriter<ExtractStreamReply> responseStream, ServerCallContext context)
+        => OrderedStreamPipeline.RunAsync(requestStream, responseStream, extractor.StreamConcurrency,
+            async (item, token) => new ExtractStreamReply { Id = item.Id, Reply = await ExtractOneAsync(item.Request ?? new ExtractRequest(), token) },
+            (item, e) => e is InputRejectedException rejected
+                ? new ExtractStreamReply { Id = item.Id, ErrorCode = (int)StatusOf(rejected), ErrorMessage = rejected.Message }
+                : null,
+            context.CancellationToken);
 
     public override Task<BackboneInfo> Describe(DescribeBackboneRequest request, ServerCallContext context)
     {
-        var model = extractor.Model;
+        var d = extractor.Describe();
         var info = new BackboneInfo
         {
-            Name = model.Profile.Name,
-            Fingerprint = model.Fingerprint,
-            FeatureDimension = model.FeatureDimension,
-            ExecutionProvider = model.ExecutionProvider,
-            MaxBatchSize = extractor.Batcher.MaxBatchSize,
-            MaxQueueDelayMs = extractor.Batcher.MaxQueueDelay.TotalMilliseconds,
-            CutTensor = model.Cut.CutTensor,
-            Preprocessing = model.Profile.DescribePreprocessing(),
-            CacheCapacityBytes = extractor.Cache.CapacityBytes,
-            CacheUsedBytes = extractor.Cache.UsedBytes,
-            Sessions = model.Layout.Sessions,
-            IntraOpThreads = model.Layout.IntraOpThreads,
-            Spinning = model.Layout.AllowSpinning,
-            Cores = model.Layout.Cores,
-            Precision = model.Precision,
+            Name = d.Name,
+            Fingerprint = d.Fingerprint,
+            FeatureDimension = d.FeatureDimension,
+            ExecutionProvider = d.ExecutionProvider,
+            MaxBatchSize = d.MaxBatchSize,
+            MaxQueueDelayMs = d.MaxQueueDelay.TotalMilliseconds,
+            CutTensor = d.CutTensor,
+            Preprocessing = d.Preprocessing,
+            CacheCapacityBytes = d.CacheCapacityBytes,
+            CacheUsedBytes = d.CacheUsedBytes,
+            Sessions = d.Layout.Sessions,
+            IntraOpThreads = d.Layout.IntraOpThreads,
+            Spinning = d.Layout.AllowSpinning,
+            Cores = d.Layout.Cores,
+            Precision = d.Precision,
         };
-        info.InputShape.AddRange(model.InputShape);
+        info.InputShape.AddRange(d.InputShape);
         return Task.FromResult(info);
     }
 
-    private async Task<ExtractStreamReply> ExtractItemAsync(ExtractStreamRequest item, CancellationToken token)
-    {
-        try
-        {
-            return new ExtractStreamReply { Id = item.Id, Reply = await ExtractOneAsync(item.Request ?? new ExtractRequest(), token) };
-        }
-        catch (InputRejectedException e)
-        {
-            return new ExtractStreamReply
-            {
-                Id = item.Id,
-                ErrorCode = (int)(e.IsSizeLimit ? StatusCode.ResourceExhausted : StatusCode.InvalidArgument),
-                ErrorMessage = e.Message,
-            };
-        }
-    }
+    private static StatusCode StatusOf(InputRejectedException e) => e.IsSizeLimit ? StatusCode.ResourceExhausted : StatusCode.InvalidArgument;
 
     private async Task<ExtractReply> ExtractOneAsync(ExtractRequest request, CancellationToken token)
     {
@@ -102,7 +67,7 @@ public sealed class BackboneGrpcService(FeatureExtractor extractor) : V1.Backbon
             _ => throw new InputRejectedException(
                 "The request has no input; set 'image' to encoded image bytes (JPEG, PNG, WebP, GIF or BMP) or 'tensor' to a float32 tensor."),
         };
-        var reply = new ExtractReply { Dimension = features.Values.Length, Fingerprint = extractor.Model.Fingerprint, CacheHit = features.CacheHit };
+        var reply = new ExtractReply { Dimension = features.Values.Length, Fingerprint = extractor.Fingerprint, CacheHit = features.CacheHit };
         reply.Features.AddRange(features.Values);
         return reply;
     }

@@ -5,7 +5,7 @@ using Grpc.Core.Interceptors;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
-namespace Graft.Gateway;
+namespace Graft.Gateway.Auth;
 
 /// <summary>Checks the bearer token of every Gateway call. Admin calls need the admin token; the other calls need the
 /// predict token when one is configured (the admin token also works). Tokens are compared in constant time, on their
@@ -119,9 +119,9 @@ public sealed partial class BearerTokenInterceptor : Interceptor
     private static byte[]? Digest(string? token) =>
         string.IsNullOrWhiteSpace(token) ? null : SHA256.HashData(Encoding.UTF8.GetBytes(token.Trim()));
 
-    [LoggerMessage(EventId = 3001, Level = LogLevel.Warning, Message = "Rejected {Method} from {Peer}: {Reason}")]
+    [LoggerMessage(EventId = 4020, Level = LogLevel.Warning, Message = "Rejected {Method} from {Peer}: {Reason}")]
     private static partial void LogRejected(ILogger logger, string method, string peer, string reason);
 
-    [LoggerMessage(EventId = 3002, Level = LogLevel.Warning, Message = "Refused admin call {Method}: no admin token is configured and open admin access was not enabled")]
+    [LoggerMessage(EventId = 4021, Level = LogLevel.Warning, Message = "Refused admin call {Method}: no admin token is configured and open admin access was not enabled")]
     private static partial void LogAdminDisabled(ILogger logger, string method);
 }

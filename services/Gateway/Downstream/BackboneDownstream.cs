@@ -4,7 +4,7 @@ using Grpc.Core;
 using Microsoft.Extensions.Logging;
 using Polly.Registry;
 
-namespace Graft.Gateway;
+namespace Graft.Gateway.Downstream;
 
 /// <summary>The backbone as the gateway uses it: resilient Extract and Describe.</summary>
 public sealed class BackboneDownstream(

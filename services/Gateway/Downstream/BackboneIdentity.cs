@@ -1,4 +1,4 @@
-namespace Graft.Gateway;
+namespace Graft.Gateway.Downstream;
 
 /// <summary>The fingerprint of the backbone last seen in a reply, so listing heads can mark stale ones
 /// without an extra backbone call.</summary>

@@ -1,7 +1,7 @@
 using System.Diagnostics.CodeAnalysis;
 using Grpc.Net.Client.Balancer;
 
-namespace Graft.Gateway;
+namespace Graft.Gateway.Downstream;
 
 /// <summary>A parsed downstream address: one <c>http(s)://</c> URL, a comma-separated list of them
 /// (served by a static resolver), or a resolver target such as <c>dns:///backbone-headless:5110</c>.</summary>

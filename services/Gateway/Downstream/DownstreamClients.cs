@@ -5,7 +5,7 @@ using Grpc.Net.Client.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 
-namespace Graft.Gateway;
+namespace Graft.Gateway.Downstream;
 
 /// <summary>Typed gRPC clients for the backbone and the heads, from the client factory: round-robin over every
 /// replica the address resolves to, short reconnect backoff, deadline and cancellation propagated from the incoming call.</summary>

@@ -6,7 +6,7 @@ using Polly.CircuitBreaker;
 using Polly.Registry;
 using Polly.Timeout;
 
-namespace Graft.Gateway;
+namespace Graft.Gateway.Downstream;
 
 /// <summary>Runs unary calls to one downstream through its resilience pipelines, records each attempt, and turns
 /// failures into statuses a gateway client can act on (the downstream's own status and message are kept).</summary>
@@ -114,9 +114,9 @@ public sealed partial class DownstreamInvoker
         }
     }
 
-    [LoggerMessage(EventId = 2001, Level = LogLevel.Warning, Message = "Downstream {Downstream} unavailable on {Method}: {Detail}")]
+    [LoggerMessage(EventId = 4010, Level = LogLevel.Warning, Message = "Downstream {Downstream} unavailable on {Method}: {Detail}")]
     private static partial void LogUnavailable(ILogger logger, string downstream, string method, string detail);
 
-    [LoggerMessage(EventId = 2002, Level = LogLevel.Warning, Message = "Downstream {Downstream} did not answer {Method} within the attempt timeout of {Seconds} s")]
+    [LoggerMessage(EventId = 4011, Level = LogLevel.Warning, Message = "Downstream {Downstream} did not answer {Method} within the attempt timeout of {Seconds} s")]
     private static partial void LogAttemptTimeout(ILogger logger, string downstream, string method, double seconds);
 }

@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 
-namespace Graft.Gateway;
+namespace Graft.Gateway.Downstream;
 
 /// <summary>Calls from the gateway to its downstream services, one count per attempt, by downstream, method and status.</summary>
 public sealed class DownstreamMetrics

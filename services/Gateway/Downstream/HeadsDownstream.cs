@@ -1,17 +1,16 @@
+using System.Diagnostics;
 using Graft.V1;
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
 using Polly.Registry;
 
-namespace Graft.Gateway;
+namespace Graft.Gateway.Downstream;
 
 /// <summary>HeadService as the gateway uses it. Reads are retried; Delete, Activate and Train never are.</summary>
 public sealed class HeadsDownstream(
     Heads.HeadsClient client, ResiliencePipelineProvider<string> pipelines, DownstreamMetrics metrics, ILogger<HeadsDownstream> logger)
 {
     private readonly DownstreamInvoker _invoker = new(DownstreamClients.Heads, pipelines, metrics, logger);
-
-    public DownstreamInvoker Invoker => _invoker;
 
     public Task<HeadPredictReply> PredictAsync(HeadPredictRequest request, CancellationToken cancellationToken)
         => _invoker.IdempotentAsync("Predict", o => client.PredictAsync(request, o), cancellationToken);
@@ -28,30 +27,52 @@ public sealed class HeadsDownstream(
     public Task<HeadInfo> ActivateAsync(ActivateVersionRequest request, CancellationToken cancellationToken)
         => _invoker.OnceAsync("ActivateVersion", o => client.ActivateVersionAsync(request, o), cancellationToken);
 
-    /// <summary>Opens a training call; the caller drives both streams (no retry: training is not idempotent).</summary>
-    public AsyncDuplexStreamingCall<TrainHeadRowsRequest, TrainProgress> StartTrain(CancellationToken cancellationToken)
-        => client.Train(cancellationToken: cancellationToken);
-
-    /// <summary>Appends the names of the existing heads to a NOT_FOUND from HeadService, so the caller sees what exists.</summary>
-    public async Task<RpcException> WithKnownHeadsAsync(RpcException notFound, CancellationToken cancellationToken)
+    /// <summary>Trains a head: sends the spec, then the rows in messages of <paramref name="rowsPerMessage"/>, and hands
+    /// every progress message to <paramref name="onProgress"/>. No retry (training is not idempotent); the call is
+    /// recorded in the downstream metrics like every other, and a failure reaches the caller as a client-facing status.</summary>
+    /// <returns>The published version.</returns>
+    public async Task<HeadVersionInfo> TrainAsync(
+        HeadSpec spec, IReadOnlyList<FeatureRow> rows, int rowsPerMessage, Func<TrainProgress, Task> onProgress, CancellationToken cancellationToken)
     {
-        if (notFound.StatusCode != StatusCode.NotFound)
-        {
-            return notFound;
-        }
+        var started = Stopwatch.GetTimestamp();
+        using var call = client.Train(cancellationToken: cancellationToken);
+        Exception? writeFailure = null;
         try
         {
-            var names = (await ListAsync(new ListHeadsRequest(), cancellationToken)).Heads.Select(h => h.Name).Order(StringComparer.Ordinal).ToList();
-            if (names.Count > 0 && names.All(n => notFound.Status.Detail.Contains(n, StringComparison.Ordinal)))
+            await call.RequestStream.WriteAsync(new TrainHeadRowsRequest { Spec = spec }, cancellationToken);
+            foreach (var chunk in rows.Chunk(rowsPerMessage))
             {
-                return notFound; // HeadService already listed them.
+                await call.RequestStream.WriteAsync(new TrainHeadRowsRequest { Rows = new FeatureRows { Rows = { chunk } } }, cancellationToken);
             }
-            var known = names.Count == 0 ? "No heads exist yet." : $"Existing heads: {string.Join(", ", names)}.";
-            return new RpcException(new Status(StatusCode.NotFound, $"{notFound.Status.Detail.TrimEnd()} {known}"));
+            await call.RequestStream.CompleteAsync();
         }
-        catch (RpcException)
+        catch (Exception e) when (e is RpcException or InvalidOperationException)
         {
-            return notFound;
+            // HeadService ended the call early (a bad spec, say); its status, read below, says why.
+            writeFailure = e;
         }
+
+        HeadVersionInfo? published = null;
+        try
+        {
+            await foreach (var step in call.ResponseStream.ReadAllAsync(cancellationToken))
+            {
+                if (step.Phase == TrainPhase.Published)
+                {
+                    published = step.Published;
+                }
+                await onProgress(step);
+            }
+        }
+        catch (RpcException e)
+        {
+            _invoker.Record("Train", e.StatusCode, Stopwatch.GetElapsedTime(started));
+            throw _invoker.Translate(e);
+        }
+        _invoker.Record("Train", StatusCode.OK, Stopwatch.GetElapsedTime(started));
+
+        return published ?? throw (writeFailure is null
+            ? new RpcException(new Status(StatusCode.Aborted, "HeadService ended the training stream without publishing a version; try again."))
+            : new RpcException(new Status(StatusCode.Unavailable, $"the training rows could not be sent to HeadService ({writeFailure.Message}); try again.")));
     }
 }

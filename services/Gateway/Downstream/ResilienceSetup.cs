@@ -6,7 +6,7 @@ using Polly.CircuitBreaker;
 using Polly.Retry;
 using Polly.Timeout;
 
-namespace Graft.Gateway;
+namespace Graft.Gateway.Downstream;
 
 /// <summary>Polly pipelines per downstream, composed as breaker( retry( attempt-timeout( call ) ) ) for idempotent
 /// calls and breaker( attempt-timeout( call ) ) for the rest. The breaker sits outside the retries: it counts what a

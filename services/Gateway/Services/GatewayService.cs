@@ -1,20 +1,23 @@
+using Graft.Gateway.Downstream;
+using Graft.Gateway.Flows;
 using Graft.V1;
 using Grpc.Core;
 
 namespace Graft.Gateway.Services;
 
-/// <summary>The public API. Thin: checks the request, routes it to the backbone and the heads, shapes the reply.</summary>
+/// <summary>The public API. Thin: checks the request, routes it to the backbone and the heads, shapes the reply.
+/// HeadService's NOT_FOUND already names the heads that exist, so it passes through as it is.</summary>
 public sealed class GatewayService(
-    Predictor predictor, HeadTrainer trainer, BackboneDownstream backbone, HeadsDownstream heads) : V1.Gateway.GatewayBase
+    PredictionFlow prediction, TrainingFlow training, BackboneDownstream backbone, HeadsDownstream heads) : V1.Gateway.GatewayBase
 {
     public override Task<PredictReply> Predict(PredictRequest request, ServerCallContext context)
-        => predictor.PredictAsync(request, context.CancellationToken);
+        => prediction.PredictAsync(request, context.CancellationToken);
 
     public override Task PredictStream(IAsyncStreamReader<PredictStreamRequest> requestStream, IServerStreamWriter<PredictStreamReply> responseStream, ServerCallContext context)
-        => predictor.PredictStreamAsync(requestStream, responseStream, context.CancellationToken);
+        => prediction.PredictStreamAsync(requestStream, responseStream, context.CancellationToken);
 
     public override Task TrainHead(IAsyncStreamReader<TrainHeadRequest> requestStream, IServerStreamWriter<TrainProgress> responseStream, ServerCallContext context)
-        => trainer.TrainAsync(requestStream, responseStream, context.CancellationToken);
+        => training.TrainAsync(requestStream, responseStream, context.CancellationToken);
 
     public override async Task<ListHeadsReply> ListHeads(ListHeadsRequest request, ServerCallContext context)
     {
@@ -30,27 +33,13 @@ public sealed class GatewayService(
         var fingerprint = string.IsNullOrEmpty(request.BackboneFingerprint)
             ? await backbone.CurrentFingerprintAsync(context.CancellationToken) ?? ""
             : request.BackboneFingerprint;
-        try
-        {
-            return await heads.GetAsync(new GetHeadRequest { Name = request.Name, BackboneFingerprint = fingerprint }, context.CancellationToken);
-        }
-        catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
-        {
-            throw await heads.WithKnownHeadsAsync(e, context.CancellationToken);
-        }
+        return await heads.GetAsync(new GetHeadRequest { Name = request.Name, BackboneFingerprint = fingerprint }, context.CancellationToken);
     }
 
     public override async Task<DeleteHeadReply> DeleteHead(DeleteHeadRequest request, ServerCallContext context)
     {
         RequireName(request.Name);
-        try
-        {
-            return await heads.DeleteAsync(request, context.CancellationToken);
-        }
-        catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
-        {
-            throw await heads.WithKnownHeadsAsync(e, context.CancellationToken);
-        }
+        return await heads.DeleteAsync(request, context.CancellationToken);
     }
 
     public override async Task<HeadInfo> ActivateHead(ActivateVersionRequest request, ServerCallContext context)
@@ -60,14 +49,7 @@ public sealed class GatewayService(
         {
             throw new RpcException(new Status(StatusCode.InvalidArgument, $"version must be a positive version number of head '{request.Name}' (got {request.Version})."));
         }
-        try
-        {
-            return await heads.ActivateAsync(request, context.CancellationToken);
-        }
-        catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
-        {
-            throw await heads.WithKnownHeadsAsync(e, context.CancellationToken);
-        }
+        return await heads.ActivateAsync(request, context.CancellationToken);
     }
 
     public override async Task<DescribeReply> Describe(DescribeRequest request, ServerCallContext context)

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Graft.V1;
 
 namespace Graft.Heads.Registry;
 
@@ -13,8 +14,8 @@ public sealed record HeadManifest
     public int Format { get; init; } = CurrentFormat;
     public required string Name { get; init; }
     public int Version { get; init; }
-    /// <summary>"regressor" or "classifier".</summary>
-    public required string Kind { get; init; }
+    /// <summary>Stored as "regressor" or "classifier" (<see cref="HeadKinds"/>).</summary>
+    public required HeadKind Kind { get; init; }
     public IReadOnlyList<string> Labels { get; init; } = [];
     public int InputDimension { get; init; }
     public required string BackboneFingerprint { get; init; }
@@ -42,6 +43,7 @@ public sealed record HeadManifest
         PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
         DefaultIgnoreCondition = JsonIgnoreCondition.Never,
         NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+        Converters = { new HeadKindConverter() },
     };
 
     public byte[] ToJsonBytes() => JsonSerializer.SerializeToUtf8Bytes(this, Json);
@@ -66,15 +68,11 @@ public sealed record HeadManifest
         {
             throw new InvalidDataException($"{FileName} has format {m.Format}; this service reads format {CurrentFormat}.");
         }
-        if (m.Kind is not ("regressor" or "classifier"))
-        {
-            throw new InvalidDataException($"{FileName} has unknown kind '{m.Kind}'.");
-        }
         if (m.InputDimension <= 0 || m.FeatureMean.Length != m.InputDimension || m.FeatureStd.Length != m.InputDimension)
         {
             throw new InvalidDataException($"{FileName} has inconsistent input dimension / normalisation lengths.");
         }
-        if (m.Kind == "classifier" && m.Labels.Count < 2)
+        if (m.Kind == HeadKind.Classifier && m.Labels.Count < 2)
         {
             throw new InvalidDataException($"{FileName} describes a classifier with fewer than two labels.");
         }
@@ -84,6 +82,20 @@ public sealed record HeadManifest
         }
         return m;
     }
+}
+
+/// <summary>Reads and writes <see cref="HeadKind"/> as its word; an unknown word is an unusable manifest.</summary>
+internal sealed class HeadKindConverter : JsonConverter<HeadKind>
+{
+    public override HeadKind Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+    {
+        var word = reader.TokenType == JsonTokenType.String ? reader.GetString() : null;
+        return HeadKinds.TryParse(word, out var kind)
+            ? kind
+            : throw new InvalidDataException($"{HeadManifest.FileName} has unknown kind '{word ?? reader.TokenType.ToString()}'.");
+    }
+
+    public override void Write(Utf8JsonWriter writer, HeadKind value, JsonSerializerOptions options) => writer.WriteStringValue(value.Name());
 }
 
 /// <summary>The training settings a version was made with (defaults resolved).</summary>

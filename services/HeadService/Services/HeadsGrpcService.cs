@@ -11,7 +11,7 @@ namespace Graft.Heads.Services;
 /// <summary>The <c>graft.v1.Heads</c> service: translates between the wire and the training, registry and serving
 /// classes, and turns every refusal into its precise status.</summary>
 public sealed class HeadsGrpcService(
-    TrainingCoordinator coordinator, TrainingScheduler scheduler, HeadRegistry registry, HeadPredictor predictor,
+    TrainingCoordinator coordinator, TrainingScheduler scheduler, HeadRegistry registry, HeadInference predictor,
     IOptions<HeadOptions> options) : V1.Heads.HeadsBase
 {
     /// <summary>Spec first, then rows; progress streams back. A second Train for a name already training gets ABORTED.</summary>

@@ -7,8 +7,6 @@ namespace Graft.Heads.Services;
 /// <summary>Translations between registry records and the wire types.</summary>
 internal static class ProtoMapping
 {
-    public static HeadKind ToKind(string kind) => kind == "regressor" ? HeadKind.Regressor : HeadKind.Classifier;
-
     public static HeadVersionInfo ToVersionInfo(VersionEntry entry)
     {
         var info = new HeadVersionInfo { Name = entry.Name, Version = entry.Version, LoadError = entry.Error ?? "" };
@@ -31,7 +29,7 @@ internal static class ProtoMapping
     {
         info.Name = m.Name;
         info.Version = m.Version;
-        info.Kind = ToKind(m.Kind);
+        info.Kind = m.Kind;
         info.Labels.AddRange(m.Labels);
         info.InputDimension = m.InputDimension;
         info.BackboneFingerprint = m.BackboneFingerprint;

@@ -1,5 +1,5 @@
+using Graft.Heads.Model;
 using Graft.Heads.Registry;
-using Graft.Heads.Training;
 using Microsoft.Extensions.Options;
 using TorchSharp;
 
@@ -27,21 +27,6 @@ public sealed class HeadCache : IDisposable
         telemetry.ObserveCache(() => Interlocked.Read(ref _bytes));
     }
 
-    /// <summary>Bytes of loaded heads now.</summary>
-    public long Bytes => Interlocked.Read(ref _bytes);
-
-    /// <summary>Heads loaded now.</summary>
-    public int Count
-    {
-        get
-        {
-            lock (_gate)
-            {
-                return _entries.Count;
-            }
-        }
-    }
-
     /// <summary>The loaded head for a version, loading (and verifying) it on first use.</summary>
     /// <exception cref="InvalidDataException">The version's files are corrupt or truncated.</exception>
     public LoadedHead GetOrLoad(VersionEntry entry)
@@ -58,7 +43,7 @@ public sealed class HeadCache : IDisposable
         }
         // Load outside the lock: a large head takes a while and must not block other heads.
         var manifest = entry.Manifest ?? throw new InvalidDataException(entry.Error ?? "head.json is unreadable.");
-        var loaded = new LoadedHead(manifest, _registry.LoadWeights(entry), _device);
+        var loaded = new LoadedHead(manifest, HeadWeights.Load(entry), _device);
         _telemetry.HeadLoaded();
         var evicted = new List<LoadedHead>();
         LoadedHead result;

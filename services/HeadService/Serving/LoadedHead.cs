@@ -1,5 +1,5 @@
+using Graft.Heads.Model;
 using Graft.Heads.Registry;
-using Graft.Heads.Training;
 using Graft.V1;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -19,7 +19,7 @@ public sealed class LoadedHead : IDisposable
     {
         Manifest = manifest;
         _device = device;
-        var outputs = manifest.Kind == "regressor" ? 1 : manifest.Labels.Count;
+        var outputs = manifest.Kind == HeadKind.Regressor ? 1 : manifest.Labels.Count;
         _network = new HeadNetwork(manifest.InputDimension, manifest.HiddenSizes, outputs, manifest.Dropout);
         try
         {
@@ -63,7 +63,7 @@ public sealed class LoadedHead : IDisposable
         {
             normalised[j] = (features[j] - m.FeatureMean[j]) / m.FeatureStd[j];
         }
-        output = new HeadOutput { Head = m.Name, Version = m.Version, Kind = m.Kind == "regressor" ? HeadKind.Regressor : HeadKind.Classifier };
+        output = new HeadOutput { Head = m.Name, Version = m.Version, Kind = m.Kind };
         float[] values;
         lock (_gate)
         {

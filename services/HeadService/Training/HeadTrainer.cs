@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Graft.Heads.Model;
 using Graft.Heads.Registry;
 using Graft.V1;
 using Microsoft.Extensions.Options;
@@ -164,7 +165,7 @@ public sealed class HeadTrainer(IOptions<HeadOptions> options)
         var manifest = new HeadManifest
         {
             Name = settings.Name,
-            Kind = settings.KindName,
+            Kind = settings.Kind,
             Labels = data.Labels,
             InputDimension = d,
             BackboneFingerprint = settings.BackboneFingerprint,

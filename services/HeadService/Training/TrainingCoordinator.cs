@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Graft.Heads.Registry;
+using Graft.V1;
 using Microsoft.Extensions.Logging;
 
 namespace Graft.Heads.Training;
@@ -24,7 +25,7 @@ public sealed partial class TrainingCoordinator(
         {
             var manifest = await scheduler.RunAsync(ct =>
             {
-                LogStarted(logger, settings.Name, settings.KindName, data.Rows, data.Dimension);
+                LogStarted(logger, settings.Name, settings.Kind.Name(), data.Rows, data.Dimension);
                 var trained = trainer.Train(settings, data, new Reporter(e => onEvent(new JobEvent.Epoch(e))), ct);
                 ct.ThrowIfCancellationRequested();
                 return Publish(settings.Name, trained);
@@ -45,7 +46,7 @@ public sealed partial class TrainingCoordinator(
         }
         finally
         {
-            telemetry.JobFinished(settings.KindName, outcome, clock.Elapsed.TotalSeconds);
+            telemetry.JobFinished(settings.Kind.Name(), outcome, clock.Elapsed.TotalSeconds);
         }
     }
 

@@ -1,3 +1,4 @@
+using Graft.Heads.Model;
 using Graft.V1;
 
 namespace Graft.Heads.Training;

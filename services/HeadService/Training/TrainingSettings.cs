@@ -7,15 +7,11 @@ namespace Graft.Heads.Training;
 public sealed record TrainingSettings(
     string Name, HeadKind Kind, string BackboneFingerprint, string Description, HeadHyperparameters Hyperparameters)
 {
-    public const int DefaultHidden = 256;
     public const int MaxHiddenLayers = 8;
     public const int MaxHiddenSize = 65_536;
     public const int MaxBatchSize = 65_536;
     public const int MaxFingerprintLength = 512;
     public const int MaxDescriptionLength = 4096;
-
-    /// <summary>"regressor" or "classifier".</summary>
-    public string KindName => Kind == HeadKind.Regressor ? "regressor" : "classifier";
 
     /// <summary>Checks a spec; every problem is an INVALID_ARGUMENT naming the field and its allowed range.</summary>
     public static TrainingSettings FromSpec(HeadSpec spec, HeadOptions options)
@@ -40,7 +36,7 @@ public sealed record TrainingSettings(
         {
             throw HeadException.Invalid($"spec.description is longer than {MaxDescriptionLength} characters.");
         }
-        var hidden = spec.Hidden is null ? [DefaultHidden] : spec.Hidden.Sizes.ToArray();
+        var hidden = spec.Hidden is null ? [TrainingDefaults.HiddenSize] : spec.Hidden.Sizes.ToArray();
         if (hidden.Length > MaxHiddenLayers)
         {
             throw HeadException.Invalid($"spec.hidden has {hidden.Length} layers; at most {MaxHiddenLayers} are allowed.");
@@ -52,22 +48,22 @@ public sealed record TrainingSettings(
                 throw HeadException.Invalid($"spec.hidden.sizes[{i}] is {hidden[i]}; each size must be in [1, {MaxHiddenSize}].");
             }
         }
-        var epochs = spec.HasEpochs ? spec.Epochs : 30;
+        var epochs = spec.HasEpochs ? spec.Epochs : TrainingDefaults.Epochs;
         Check(epochs is >= 1 && epochs <= options.MaxEpochs, $"spec.epochs is {epochs}; it must be in [1, {options.MaxEpochs}].");
-        var lr = spec.HasLearningRate ? spec.LearningRate : 1e-3;
+        var lr = spec.HasLearningRate ? spec.LearningRate : TrainingDefaults.LearningRate;
         Check(double.IsFinite(lr) && lr > 0 && lr <= 10, $"spec.learning_rate is {lr}; it must be in (0, 10].");
-        var batch = spec.HasBatchSize ? spec.BatchSize : 32;
+        var batch = spec.HasBatchSize ? spec.BatchSize : TrainingDefaults.BatchSize;
         Check(batch is >= 1 and <= MaxBatchSize, $"spec.batch_size is {batch}; it must be in [1, {MaxBatchSize}].");
-        var decay = spec.HasWeightDecay ? spec.WeightDecay : 1e-4;
+        var decay = spec.HasWeightDecay ? spec.WeightDecay : TrainingDefaults.WeightDecay;
         Check(double.IsFinite(decay) && decay >= 0 && decay <= 1, $"spec.weight_decay is {decay}; it must be in [0, 1].");
-        var validation = spec.HasValidationFraction ? spec.ValidationFraction : 0.2;
+        var validation = spec.HasValidationFraction ? spec.ValidationFraction : TrainingDefaults.ValidationFraction;
         Check(double.IsFinite(validation) && validation >= 0 && validation <= 0.9, $"spec.validation_fraction is {validation}; it must be in [0, 0.9].");
-        var patience = spec.HasPatience ? spec.Patience : 0;
+        var patience = spec.HasPatience ? spec.Patience : TrainingDefaults.Patience;
         Check(patience >= 0 && patience <= options.MaxEpochs, $"spec.patience is {patience}; it must be in [0, {options.MaxEpochs}] (0 disables early stopping).");
         Check(patience == 0 || validation > 0, "spec.patience > 0 needs validation rows to watch; set validation_fraction above 0 or patience to 0.");
-        var dropout = spec.HasDropout ? spec.Dropout : 0.2;
+        var dropout = spec.HasDropout ? spec.Dropout : TrainingDefaults.Dropout;
         Check(double.IsFinite(dropout) && dropout >= 0 && dropout < 1, $"spec.dropout is {dropout}; it must be in [0, 1).");
-        var seed = spec.HasSeed ? spec.Seed : 42;
+        var seed = spec.HasSeed ? spec.Seed : TrainingDefaults.Seed;
         if (spec.Kind == HeadKind.Regressor)
         {
             // The documented regressor has no dropout.
@@ -75,21 +71,6 @@ public sealed record TrainingSettings(
         }
         return new TrainingSettings(spec.Name, spec.Kind, spec.BackboneFingerprint, spec.Description,
             new HeadHyperparameters(epochs, lr, batch, decay, validation, patience, seed, dropout, hidden, spec.Hidden is not null));
-    }
-
-    /// <summary>The spec as stored with the version (defaults filled in).</summary>
-    public HeadSpec ToSpec()
-    {
-        var h = Hyperparameters;
-        var spec = new HeadSpec
-        {
-            Name = Name, Kind = Kind, BackboneFingerprint = BackboneFingerprint, Description = Description,
-            Epochs = h.Epochs, LearningRate = h.LearningRate, BatchSize = h.BatchSize, WeightDecay = h.WeightDecay,
-            ValidationFraction = h.ValidationFraction, Patience = h.Patience, Seed = h.Seed, Dropout = h.Dropout,
-            Hidden = new HiddenLayers(),
-        };
-        spec.Hidden.Sizes.AddRange(h.HiddenSizes);
-        return spec;
     }
 
     private static void Check(bool ok, string message)

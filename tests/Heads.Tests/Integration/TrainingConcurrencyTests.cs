@@ -91,10 +91,12 @@ public sealed class TrainingConcurrencyTests : IAsyncLifetime
     {
         using var cts = new CancellationTokenSource();
         var first = await StartLongJob("first", cts.Token);
-        var second = _host.Client.TrainAsync(TrainCalls.Spec("second", HeadKind.Regressor, Fp, epochs: 3), Synthetic.Regressed(40, 8));
+        var queued = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var second = _host.Client.TrainAsync(TrainCalls.Spec("second", HeadKind.Regressor, Fp, epochs: 3), Synthetic.Regressed(40, 8),
+            observe: p => { if (p.Phase == TrainPhase.Queued) queued.TrySetResult(); });
 
-        // Give the second job time to be queued behind the first, then free the slot.
-        await Task.Delay(1000);
+        // Wait until the second job reports it is queued behind the first, then free the slot.
+        await queued.Task.WaitAsync(Patience);
         Assert.False(second.IsCompleted);
         await cts.CancelAsync();
         first.Dispose();

@@ -66,7 +66,7 @@ public static class TrainCalls
     }
 
     /// <summary>Sends the spec and the rows (in batches), and collects every progress message.</summary>
-    public static async Task<List<TrainProgress>> TrainAsync(this V1.Heads.HeadsClient client, HeadSpec spec, IReadOnlyList<FeatureRow> rows, CancellationToken cancellationToken = default)
+    public static async Task<List<TrainProgress>> TrainAsync(this V1.Heads.HeadsClient client, HeadSpec spec, IReadOnlyList<FeatureRow> rows, CancellationToken cancellationToken = default, Action<TrainProgress>? observe = null)
     {
         using var call = client.Train(cancellationToken: cancellationToken);
         await call.RequestStream.WriteAsync(new TrainHeadRowsRequest { Spec = spec }, cancellationToken);
@@ -80,6 +80,7 @@ public static class TrainCalls
         var progress = new List<TrainProgress>();
         await foreach (var p in call.ResponseStream.ReadAllAsync(cancellationToken))
         {
+            observe?.Invoke(p);
             progress.Add(p);
         }
         return progress;

@@ -91,7 +91,7 @@ public sealed class HeadRegistryTests : IDisposable
         bytes[^5] ^= 0xFF;
         File.WriteAllBytes(weights, bytes);
 
-        var e = Assert.Throws<InvalidDataException>(() => registry.LoadWeights(registry.Rescan().Heads["tiny"].Find(1)!));
+        var e = Assert.Throws<InvalidDataException>(() => HeadWeights.Load(registry.Rescan().Heads["tiny"].Find(1)!));
 
         Assert.Contains("SHA-256", e.Message);
     }

@@ -23,7 +23,7 @@ public readonly record struct ProcessMemory(long ResidentBytes, long PeakBytes)
         return new ProcessMemory(rss, hwm);
     }
 
-    public static ProcessMemory Of(Graft.Testing.ServiceProcess service) =>
+    public static ProcessMemory Of(Graft.Launcher.ServiceProcess service) =>
         Of(service.ProcessId ?? throw new InvalidOperationException($"{service.Service} is not running."));
 
     public static ProcessMemory Self() => Of(Environment.ProcessId);

@@ -122,7 +122,7 @@ public sealed class ReliabilityStack : IAsyncDisposable
     private ServiceProcess Add(GraftService service, Dictionary<string, string> environment)
     {
         environment["ASPNETCORE_ENVIRONMENT"] = "Production";
-        var process = new ServiceProcess(service, FreePorts.Next(), FreePorts.Next(), environment);
+        var process = TestProcesses.Create(service, environment);
         _processes.Add(process);
         return process;
     }

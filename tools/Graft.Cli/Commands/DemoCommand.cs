@@ -79,7 +79,7 @@ public static class DemoCommand
 
             // 3. Held-out predictions: one backbone pass per image serves both heads.
             phase.Restart();
-            var predictions = await Predictor.PredictAsync(session, test.Select(t => t.Path).ToList(), [LengthHead, CategoryHead], 1, ct);
+            var predictions = await PredictStreamClient.PredictAsync(session, test.Select(t => t.Path).ToList(), [LengthHead, CategoryHead], 1, ct);
             timings.Add(($"predict {test.Count} held-out images (both heads)", phase.Elapsed));
             var failed = predictions.FirstOrDefault(p => p.Reply is null);
             if (failed is not null)
@@ -179,7 +179,7 @@ public static class DemoCommand
 
     private static async Task<TrainResult> TrainAsync(GatewaySession session, HeadSpec spec, IReadOnlyList<Example> examples, List<(string, TimeSpan)> timings, CancellationToken ct)
     {
-        AnsiConsole.MarkupLine($"Training [bold]{spec.Name}[/] ({Format.Kind(spec.Kind)}, {spec.Epochs} epochs) on {examples.Count} images...");
+        AnsiConsole.MarkupLine($"Training [bold]{spec.Name}[/] ({spec.Kind.Name()}, {spec.Epochs} epochs) on {examples.Count} images...");
         var result = await TrainView.RunAsync(session, spec, examples, ct);
         AnsiConsole.MarkupLine($"Published [green]{spec.Name} v{result.Published.Version}[/]: {Markup.Escape(HeadsCommands.Metric(result.Published))} on the validation split.");
         timings.Add(($"train {spec.Name}: feature extraction", result.Extraction));

@@ -18,7 +18,7 @@ public static class GraftCommands
         root.Subcommands.Add(TrainCommand.Create());
         root.Subcommands.Add(PredictCommand.Create());
         root.Subcommands.Add(HeadsCommands.Create());
-        root.Subcommands.Add(HeadsCommands.CreateBackbone());
+        root.Subcommands.Add(BackboneCommand.Create());
         return root;
     }
 }

@@ -29,7 +29,7 @@ public static class PredictCommand
             var paths = TrainingData.FindImages(parse.GetValue(inputs)!);
             var headNames = (parse.GetValue(heads) ?? []).SelectMany(h => h.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)).ToList();
             using var session = GlobalOptions.Connect(parse);
-            var results = await Predictor.PredictAsync(session, paths, headNames, parse.GetValue(topK), ct);
+            var results = await PredictStreamClient.PredictAsync(session, paths, headNames, parse.GetValue(topK), ct);
 
             if (parse.GetValue(json)) WriteJson(results);
             else WriteTable(results);

@@ -14,21 +14,21 @@ public static class TrainCommand
     {
         Argument<string> head = new("head") { Description = "Head name: lower-case letters, digits, '.', '_' or '-' (e.g. length, category)." };
         Option<string?> kind = new("--kind", "-k") { Description = "regressor or classifier (default: classifier for a folder, regressor for a CSV)." };
-        kind.AcceptOnlyFromAmong("regressor", "classifier");
+        kind.AcceptOnlyFromAmong(HeadKinds.Regressor, HeadKinds.Classifier);
         Option<string> data = new("--data", "-d")
         {
             Description = "Classifier: a folder with one sub-folder of images per class. Regressor: a CSV of path,target (paths relative to the CSV).",
             Required = true,
         };
-        Option<int?> epochs = new("--epochs") { Description = "Training epochs (server default 30)." };
-        Option<double?> lr = new("--lr") { Description = "Adam learning rate (server default 0.001)." };
-        Option<string?> hidden = new("--hidden") { Description = "Hidden layer sizes, comma-separated (e.g. 256 or 512,128); 'none' for a linear probe (server default 256)." };
-        Option<double?> val = new("--val") { Description = "Fraction of images held out for validation metrics (server default 0.2)." };
-        Option<int?> batch = new("--batch") { Description = "Mini-batch size (server default 32)." };
-        Option<long?> seed = new("--seed") { Description = "Seed for split, initialisation and shuffling (server default 42)." };
-        Option<int?> patience = new("--patience") { Description = "Stop after this many epochs without a better validation loss (default 0: off)." };
-        Option<double?> weightDecay = new("--weight-decay") { Description = "L2 weight decay (server default 0.0001)." };
-        Option<double?> dropout = new("--dropout") { Description = "Classifier dropout (server default 0.2)." };
+        Option<int?> epochs = new("--epochs") { Description = $"Training epochs (server default {TrainingDefaults.Epochs})." };
+        Option<double?> lr = new("--lr") { Description = $"Adam learning rate (server default {TrainingDefaults.Text(TrainingDefaults.LearningRate)})." };
+        Option<string?> hidden = new("--hidden") { Description = $"Hidden layer sizes, comma-separated (e.g. 256 or 512,128); 'none' for a linear probe (server default {TrainingDefaults.HiddenSize})." };
+        Option<double?> val = new("--val") { Description = $"Fraction of images held out for validation metrics (server default {TrainingDefaults.Text(TrainingDefaults.ValidationFraction)})." };
+        Option<int?> batch = new("--batch") { Description = $"Mini-batch size (server default {TrainingDefaults.BatchSize})." };
+        Option<long?> seed = new("--seed") { Description = $"Seed for split, initialisation and shuffling (server default {TrainingDefaults.Seed})." };
+        Option<int?> patience = new("--patience") { Description = $"Stop after this many epochs without a better validation loss (default {TrainingDefaults.Patience}: off)." };
+        Option<double?> weightDecay = new("--weight-decay") { Description = $"L2 weight decay (server default {TrainingDefaults.Text(TrainingDefaults.WeightDecay)})." };
+        Option<double?> dropout = new("--dropout") { Description = $"Classifier dropout (server default {TrainingDefaults.Text(TrainingDefaults.Dropout)})." };
         Option<string?> description = new("--description") { Description = "Free text stored with the version." };
 
         var command = new Command("train", "Train a head on labelled images and publish it as a new version.")
@@ -38,12 +38,9 @@ public static class TrainCommand
         command.SetRun(async (parse, ct) =>
         {
             var dataPath = parse.GetValue(data)!;
-            var headKind = parse.GetValue(kind) switch
-            {
-                "regressor" => HeadKind.Regressor,
-                "classifier" => HeadKind.Classifier,
-                _ => Directory.Exists(dataPath) ? HeadKind.Classifier : HeadKind.Regressor,
-            };
+            var headKind = HeadKinds.TryParse(parse.GetValue(kind), out var chosen)
+                ? chosen
+                : Directory.Exists(dataPath) ? HeadKind.Classifier : HeadKind.Regressor;
             var examples = headKind == HeadKind.Classifier ? TrainingData.ReadClassFolders(dataPath) : TrainingData.ReadCsv(dataPath);
             var spec = new HeadSpec { Name = parse.GetValue(head)!, Kind = headKind, Description = parse.GetValue(description) ?? "" };
             if (parse.GetValue(epochs) is { } e) spec.Epochs = e;
@@ -60,7 +57,7 @@ public static class TrainCommand
             var summary = headKind == HeadKind.Classifier
                 ? $"{examples.Count} images in {examples.Select(x => x.Label).Distinct().Count()} classes"
                 : $"{examples.Count} images with targets";
-            AnsiConsole.MarkupLine($"Training [bold]{Markup.Escape(spec.Name)}[/] ({Format.Kind(headKind)}) on {summary} via {session.Display}");
+            AnsiConsole.MarkupLine($"Training [bold]{Markup.Escape(spec.Name)}[/] ({headKind.Name()}) on {summary} via {session.Display}");
             var result = await TrainView.RunAsync(session, spec, examples, ct);
             AnsiConsole.Write(TrainView.Metrics(result.Published));
             AnsiConsole.MarkupLine($"Published [bold green]{Markup.Escape(result.Published.Name)} v{result.Published.Version}[/] in {Format.Seconds(result.Total)} " +

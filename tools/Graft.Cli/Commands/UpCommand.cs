@@ -10,7 +10,7 @@ public static class UpCommand
     public static readonly Option<int> BasePort = new("--base-port")
     {
         Description = "Gateway gRPC port; HTTP is +1, Backbone +10/+11, Heads +20/+21 (default 5100: 5100/5101, 5110/5111, 5120/5121).",
-        DefaultValueFactory = _ => StackPorts.DefaultBase,
+        DefaultValueFactory = _ => Graft.Launcher.PortPlan.DefaultBase,
     };
 
     public static readonly Option<string> DataDir = new("--data-dir")
@@ -45,7 +45,7 @@ public static class UpCommand
                 return ExitCodes.Ok;
             }
             throw new CliException(
-                $"{exited.Name} stopped unexpectedly (exit code {exited.Process.ExitCode}); stopping the others. Last lines of {exited.LogPath}:\n{LocalStack.Tail(exited)}",
+                $"{exited.Service} stopped unexpectedly (exit code {exited.ExitCode}); stopping the others. Last lines of {LocalStack.LogPath(exited)}:\n{LocalStack.Tail(exited)}",
                 ExitCodes.Unreachable);
         });
         return command;
@@ -70,7 +70,7 @@ public static class UpCommand
     {
         var table = new Table().Border(TableBorder.Rounded).AddColumns("service", "gRPC", "HTTP (/metrics, /healthz/ready)", "pid", "log");
         foreach (var s in stack.Services)
-            table.AddRow(s.Name, s.Grpc.ToString(), s.Http.ToString(), s.Process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture), Markup.Escape(s.LogPath));
+            table.AddRow(s.Service.ToString(), s.GrpcAddress.ToString(), s.HttpAddress.ToString(), s.ProcessId?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "-", Markup.Escape(LocalStack.LogPath(s)));
         AnsiConsole.Write(table);
         AnsiConsole.MarkupLine($"Admin token in [bold]{Markup.Escape(stack.TokenFile)}[/] (mode 0600); `graft` reads it from there when run in this folder.");
     }

@@ -12,13 +12,6 @@ public static class Format
 
     public static string Seconds(TimeSpan span) => span.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture) + " s";
 
-    public static string Kind(HeadKind kind) => kind switch
-    {
-        HeadKind.Regressor => "regressor",
-        HeadKind.Classifier => "classifier",
-        _ => "unknown",
-    };
-
     /// <summary>A fingerprint shortened for tables; the full value is in `heads show` and `backbone describe`.</summary>
     public static string Short(string fingerprint)
     {

@@ -85,7 +85,7 @@ public static class TrainView
     public static Table Metrics(HeadVersionInfo v)
     {
         var m = v.Metrics ?? new HeadMetrics();
-        var table = new Table().Border(TableBorder.Rounded).Title($"[bold]{Markup.Escape(v.Name)} v{v.Version}[/] ({Format.Kind(v.Kind)})")
+        var table = new Table().Border(TableBorder.Rounded).Title($"[bold]{Markup.Escape(v.Name)} v{v.Version}[/] ({v.Kind.Name()})")
             .AddColumn("metric").AddColumn(new TableColumn("value").RightAligned());
         table.AddRow("training rows", m.TrainRows.ToString(CultureInfo.InvariantCulture));
         table.AddRow("validation rows", m.ValidationRows.ToString(CultureInfo.InvariantCulture));

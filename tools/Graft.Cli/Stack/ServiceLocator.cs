@@ -1,5 +1,4 @@
 using System.Reflection;
-using System.Runtime.InteropServices;
 
 namespace Graft.Cli.Stack;
 
@@ -27,16 +26,5 @@ public static class ServiceLocator
             $"{assemblyName}.dll was not found{(recorded is null ? "" : $" at {recorded}")}: build the CLI, which builds the services too " +
             "(`dotnet build tools/Graft.Cli -c Release`), or use `dotnet run --project tools/Graft.Cli -c Release -- up`.",
             ExitCodes.Unreachable);
-    }
-
-    /// <summary>The <c>dotnet</c> executable: this process when it is dotnet, else the one that runs this runtime.</summary>
-    public static string DotnetHost()
-    {
-        if (Environment.ProcessPath is { } self && Path.GetFileNameWithoutExtension(self) == "dotnet") return self;
-        if (Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } hostPath && File.Exists(hostPath)) return hostPath;
-        // <root>/shared/Microsoft.NETCore.App/<version>/ -> <root>/dotnet
-        var root = Path.GetFullPath(Path.Combine(RuntimeEnvironment.GetRuntimeDirectory(), "..", "..", ".."));
-        var candidate = Path.Combine(root, OperatingSystem.IsWindows() ? "dotnet.exe" : "dotnet");
-        return File.Exists(candidate) ? candidate : "dotnet";
     }
 }

@@ -7,7 +7,7 @@ using Graft.ServiceDefaults;
 namespace Graft.Heads;
 
 /// <summary>Registration of everything HeadService needs.</summary>
-public static class HeadsServiceCollectionExtensions
+public static class HeadServiceCollectionExtensions
 {
     /// <summary>Options (validated at start), registry and its watcher, trainer, scheduler, serving cache, metrics,
     /// and the readiness gate (ready after the first registry scan).</summary>
@@ -20,7 +20,7 @@ public static class HeadsServiceCollectionExtensions
         services.AddSingleton<HeadRegistry>();
         services.AddHostedService<RegistryWatcher>();
         services.AddSingleton<HeadCache>();
-        services.AddSingleton<HeadPredictor>();
+        services.AddSingleton<HeadInference>();
         services.AddSingleton<HeadTrainer>();
         services.AddSingleton<TrainingScheduler>();
         services.AddSingleton<TrainingCoordinator>();

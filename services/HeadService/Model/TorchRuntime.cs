@@ -1,6 +1,6 @@
 using TorchSharp;
 
-namespace Graft.Heads.Training;
+namespace Graft.Heads.Model;
 
 /// <summary>Process-wide libtorch settings, applied once before the first tensor is made.</summary>
 public static class TorchRuntime

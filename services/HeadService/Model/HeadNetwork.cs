@@ -2,7 +2,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Graft.Heads.Training;
+namespace Graft.Heads.Model;
 
 /// <summary>
 /// A head: Linear(F,h1) → ReLU [→ Dropout] → … → Linear(h_last, outputs). No hidden sizes gives a linear probe.

@@ -1,15 +1,16 @@
 using System.Diagnostics;
+using Graft.Gateway.Downstream;
 using Graft.V1;
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
-namespace Graft.Gateway.Services;
+namespace Graft.Gateway.Flows;
 
 /// <summary>TrainHead: buffers the labelled images (the total is known only when the client stream ends), turns them
 /// into features through the backbone in concurrent batches, then streams spec + rows to HeadService and relays its progress.</summary>
-public sealed partial class HeadTrainer(
-    BackboneDownstream backbone, HeadsDownstream heads, IOptions<GatewayOptions> options, ILogger<HeadTrainer> logger)
+public sealed partial class TrainingFlow(
+    BackboneDownstream backbone, HeadsDownstream heads, IOptions<GatewayOptions> options, ILogger<TrainingFlow> logger)
 {
     private const int RowsPerMessage = 256;
 
@@ -157,56 +158,13 @@ public sealed partial class HeadTrainer(
         }
     }
 
-    private async Task<HeadVersionInfo> TrainOnHeadsAsync(
+    private Task<HeadVersionInfo> TrainOnHeadsAsync(
         HeadSpec spec, List<FeatureRow> rows, IServerStreamWriter<TrainProgress> progress, Stopwatch clock, CancellationToken cancellationToken)
-    {
-        var invoker = heads.Invoker;
-        var started = Stopwatch.GetTimestamp();
-        using var call = heads.StartTrain(cancellationToken);
-        Exception? writeFailure = null;
-        try
+        => heads.TrainAsync(spec, rows, RowsPerMessage, async step =>
         {
-            await call.RequestStream.WriteAsync(new TrainHeadRowsRequest { Spec = spec }, cancellationToken);
-            foreach (var chunk in rows.Chunk(RowsPerMessage))
-            {
-                await call.RequestStream.WriteAsync(new TrainHeadRowsRequest { Rows = new FeatureRows { Rows = { chunk } } }, cancellationToken);
-            }
-            await call.RequestStream.CompleteAsync();
-        }
-        catch (Exception e) when (e is RpcException or InvalidOperationException)
-        {
-            // HeadService ended the call early (a bad spec, say); its status, read below, says why.
-            writeFailure = e;
-        }
-
-        HeadVersionInfo? published = null;
-        try
-        {
-            await foreach (var step in call.ResponseStream.ReadAllAsync(cancellationToken))
-            {
-                step.ElapsedSeconds = clock.Elapsed.TotalSeconds;
-                if (step.Phase == TrainPhase.Published)
-                {
-                    published = step.Published;
-                }
-                await progress.WriteAsync(step, cancellationToken);
-            }
-        }
-        catch (RpcException e)
-        {
-            invoker.Record("Train", e.StatusCode, Stopwatch.GetElapsedTime(started));
-            throw invoker.Translate(e);
-        }
-        invoker.Record("Train", StatusCode.OK, Stopwatch.GetElapsedTime(started));
-
-        if (published is null)
-        {
-            throw writeFailure is null
-                ? new RpcException(new Status(StatusCode.Aborted, "HeadService ended the training stream without publishing a version; try again."))
-                : new RpcException(new Status(StatusCode.Unavailable, $"the training rows could not be sent to HeadService ({writeFailure.Message}); try again."));
-        }
-        return published;
-    }
+            step.ElapsedSeconds = clock.Elapsed.TotalSeconds;
+            await progress.WriteAsync(step, cancellationToken);
+        }, cancellationToken);
 
     private static TrainProgress Extracting(int done, int total, Stopwatch clock) => new()
     {

@@ -11,7 +11,7 @@ using Microsoft.Extensions.Options;
 namespace Graft.Backbone;
 
 /// <summary>Registration of the backbone service.</summary>
-public static class BackboneServiceExtensions
+public static class BackboneServiceCollectionExtensions
 {
     /// <summary>Registers options (<c>Graft:Backbone</c>), the model, preprocessing, batching, cache, metrics,
     /// readiness and the start-up warm-up.</summary>

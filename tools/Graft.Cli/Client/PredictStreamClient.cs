@@ -9,7 +9,7 @@ namespace Graft.Cli.Client;
 public sealed record ImagePrediction(string Path, PredictReply? Reply, StatusCode ErrorCode, string? Error);
 
 /// <summary>Runs many images through the Gateway's PredictStream: one backbone pass per image serves every head.</summary>
-public static class Predictor
+public static class PredictStreamClient
 {
     public static async Task<IReadOnlyList<ImagePrediction>> PredictAsync(
         GatewaySession session, IReadOnlyList<string> paths, IReadOnlyList<string> heads, int topK, CancellationToken ct)

@@ -11,17 +11,17 @@ namespace Graft.Heads.Serving;
 /// version is corrupt, in which case the version that served before keeps serving (as Triton keeps the old model
 /// when a reload fails), or on a fresh replica the newest loadable version below it.
 /// </summary>
-public sealed partial class HeadPredictor
+public sealed partial class HeadInference
 {
     private const int DefaultTopK = 3;
     private readonly HeadRegistry _registry;
     private readonly HeadCache _cache;
     private readonly HeadsTelemetry _telemetry;
-    private readonly ILogger<HeadPredictor> _logger;
+    private readonly ILogger<HeadInference> _logger;
     private readonly int _maxHeads;
     private readonly ConcurrentDictionary<string, int> _lastGood = new(StringComparer.Ordinal);
 
-    public HeadPredictor(HeadRegistry registry, HeadCache cache, HeadsTelemetry telemetry, IOptions<HeadOptions> options, ILogger<HeadPredictor> logger)
+    public HeadInference(HeadRegistry registry, HeadCache cache, HeadsTelemetry telemetry, IOptions<HeadOptions> options, ILogger<HeadInference> logger)
     {
         _registry = registry;
         _cache = cache;
@@ -109,7 +109,7 @@ public sealed partial class HeadPredictor
                 }
                 current = _cache.GetOrLoad(entry);
             }
-            _telemetry.Predicted(current.Manifest.Kind);
+            _telemetry.Predicted(current.Manifest.Kind.Name());
             reply.Outputs.Add(output);
         }
         return reply;

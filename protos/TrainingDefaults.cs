@@ -1,0 +1,24 @@
+using System.Globalization;
+
+namespace Graft.V1;
+
+/// <summary>What HeadService uses for a <see cref="HeadSpec"/> field the client leaves unset. One place, so the
+/// service, the CLI's help and the docs cannot drift apart.</summary>
+public static class TrainingDefaults
+{
+    public const int Epochs = 30;
+    public const double LearningRate = 1e-3;
+    public const int BatchSize = 32;
+    public const double WeightDecay = 1e-4;
+    public const double ValidationFraction = 0.2;
+    /// <summary>0: early stopping off.</summary>
+    public const int Patience = 0;
+    /// <summary>Classifiers only; the regressor has no dropout.</summary>
+    public const double Dropout = 0.2;
+    public const long Seed = 42;
+    /// <summary>One hidden layer of this size when <c>spec.hidden</c> is absent.</summary>
+    public const int HiddenSize = 256;
+
+    /// <summary>A default as the CLI's help prints it.</summary>
+    public static string Text(double value) => value.ToString(CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,42 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+
+namespace Graft.Launcher;
+
+/// <summary>Starts every child process from one dedicated thread that lives as long as this process: Linux sends
+/// the parent-death signal (<c>setpriv --pdeathsig</c>) when the *thread* that forked a child ends, so a pool thread
+/// would take its children down with it whenever the pool retires it.</summary>
+internal static class ChildLauncher
+{
+    private static readonly BlockingCollection<(Process Process, TaskCompletionSource Started)> Requests = [];
+
+    static ChildLauncher()
+    {
+        new Thread(() =>
+        {
+            foreach (var (process, started) in Requests.GetConsumingEnumerable())
+            {
+                try
+                {
+                    if (!process.Start())
+                    {
+                        throw new InvalidOperationException($"Could not start {process.StartInfo.FileName}.");
+                    }
+                    started.SetResult();
+                }
+                catch (Exception e)
+                {
+                    started.SetException(e);
+                }
+            }
+        })
+        { IsBackground = true, Name = "graft-launcher" }.Start();
+    }
+
+    public static void Start(Process process)
+    {
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Requests.Add((process, started));
+        started.Task.GetAwaiter().GetResult();
+    }
+}
