@@ -24,7 +24,7 @@ var inputs = images.Take(16).Select(i => preprocessor.Preprocess(i)).ToArray();
 // Decode + preprocess alone, one thread: what every request pays before the model.
 var preprocessOnly = Measure(seconds / 8, () => { foreach (var image in images.Take(16)) preprocessor.Preprocess(image); return 16; });
 double raw1, raw16, batcher1;
-using (var model = BackboneModel.Load(profile, "cpu", 0, NullLogger.Instance))
+using (var model = BackboneModel.Load(profile, "cpu", ExecutionLayout.Resolve(1, 0, false, Environment.ProcessorCount), NullLogger.Instance))
 {
     model.WarmUp();
     raw1 = Measure(seconds / 4, () => { model.Run([inputs[0]]); return 1; });

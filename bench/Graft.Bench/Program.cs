@@ -1,7 +1,8 @@
 // Graft benchmark: speed against raw ONNX Runtime and ML.NET, transfer quality on Fashion-MNIST.
 //   bench/run.sh                 the full run; writes bench/RESULTS.md and the plots
 //   bench/run.sh --quick         a smoke test with tiny counts; writes to bench/out/quick/
-//   bench/run.sh --no-services   only what needs no Graft service (raw ORT, ML.NET pipeline, CNN)
+//   bench/run.sh --no-services   only what needs no Graft service (raw ORT, ML.NET pipeline, CNN, raw int8 and its accuracy)
+//   bench/run.sh --no-int8       skip the int8 backbone's rows
 //   bench/run.sh --paired DIR    add the paired (interleaved) measurement of the throughput goals to DIR/results.json
 //   bench/run.sh --render DIR    re-render RESULTS.md and the plots from DIR/results.json, measuring nothing
 using System.Text.Json;
@@ -56,7 +57,7 @@ if (Array.IndexOf(args, "--rescore-mlnet") is var rescoreIndex and >= 0)
 }
 
 var runner = new Runner(quick ? BenchPlan.Quick : BenchPlan.Full, repoRoot, Path.Combine(benchDir, "out"), withServices,
-    line => Console.WriteLine($"[{DateTime.Now:HH:mm:ss}] {line}"));
+    line => Console.WriteLine($"[{DateTime.Now:HH:mm:ss}] {line}"), withInt8: !args.Contains("--no-int8"));
 var results = await runner.RunAsync();
 
 var plots = Plots.Write(results, outDir);

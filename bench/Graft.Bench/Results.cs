@@ -11,6 +11,9 @@ public sealed class Results
     public double TotalSeconds { get; set; }
 
     // Speed
+    /// <summary>The raw layout sweep; the best batch-16 throughput is the limit every ratio divides by.</summary>
+    public List<RawLayoutResult> RawLayouts { get; } = [];
+    public RawLayout? BestRawLayout { get; set; }
     public LatencyStats? RawOrtBatch1 { get; set; }
     public LatencyStats? RawOrtBatch16 { get; set; }
     /// <summary>The limit measured again right after the Predict rows (services up and idle), to bracket them.</summary>
@@ -59,6 +62,9 @@ public sealed class Results
     /// <summary>Profile of the 10-head cost: HeadService Predict alone on one feature vector, 1 head against 10 (concurrency 1).</summary>
     public LatencyStats? HeadsOnlyOne { get; set; }
     public LatencyStats? HeadsOnlyTen { get; set; }
+
+    /// <summary>The int8 backbone's rows (null when not run).</summary>
+    public Int8Results? Int8 { get; set; }
 
     public List<string> Notes { get; } = [];
     public List<string> Pending { get; } = [];

@@ -12,7 +12,7 @@ using FeatureRow = Graft.Bench.Shared.FeatureRow;
 namespace Graft.Bench;
 
 /// <summary>Runs every benchmark of issue 6 in one process, in an order that keeps measurements apart.</summary>
-public sealed class Runner(BenchPlan plan, string repoRoot, string outDirectory, bool withServices, Action<string> log)
+public sealed partial class Runner(BenchPlan plan, string repoRoot, string outDirectory, bool withServices, Action<string> log, bool withInt8 = true)
 {
     private const int LengthSeed = 20261128;
     private const string MlpHead = "fashion-mlp";
@@ -45,16 +45,18 @@ public sealed class Runner(BenchPlan plan, string repoRoot, string outDirectory,
         await calls.TrainOnFeaturesAsync(spec, rows);
         string[] heads = ["paired-head"];
         await ProfileHeadCostAsync(results, stack, spec, rows);
-        using var model = ResNet18.Load();
+        var layout = results.BestRawLayout ?? new RawLayout(1, Environment.ProcessorCount, false);
+        var sessions = OpenLayout(layout);
         // Warm-up: one untimed round at the measured concurrency, so no round pays for JIT tiering or pool growth.
         var warmUp = FreshImages(imagesPerRound);
         await MeasureLevelAsync(stack, 16, warmUp.Count, async i => (await calls.PredictAsync(warmUp[i], heads)).CacheHit);
         var pool = FreshImages(16);
-        RawOrtBench.Measure(model, pool, 16, 16);
+        RawLayoutSweep.Batch16(sessions, pool, 16);
         results.Paired.Clear();
         for (var round = 0; round < rounds; round++)
         {
-            var raw = RawOrtBench.Measure(model, pool, 16, imagesPerRound);
+            var (rawCount, rawSeconds) = RawLayoutSweep.Batch16(sessions, pool, imagesPerRound);
+            var raw = new LatencyStats(rawCount, rawSeconds, 0, 0, 0, 0);
             var images = FreshImages(imagesPerRound);
             var level = await MeasureLevelAsync(stack, 16, images.Count, async i => (await calls.PredictAsync(images[i], heads)).CacheHit);
             var mlImages = FreshImages(imagesPerRound);
@@ -64,6 +66,7 @@ public sealed class Runner(BenchPlan plan, string repoRoot, string outDirectory,
             log($"paired round {round + 1}: raw ORT b16 {imagesPerRound / r.RawOrt16Seconds:F1}, Predict c16 {imagesPerRound / r.Predict16Seconds:F1}, ML.NET {imagesPerRound / r.MlNetSeconds:F1} img/s");
         }
         results.PairedLoadAverage = (loadStart + MachineInfoReader.LoadAverage()) / 2;
+        foreach (var s in sessions) s.Dispose();
     }
 
     /// <summary>Re-runs only the ML.NET trainers on the feature files a run saved in bench/out/work (no service, no new features).</summary>
@@ -159,6 +162,7 @@ public sealed class Runner(BenchPlan plan, string repoRoot, string outDirectory,
             RunMlNetOnLocalFeatures(results, trainSet, testLengths);
         }
 
+        if (withInt8) await RunInt8Async(results, trainSet, trainLengths, testLengths);
         RunScratchCnn(results);
         results.LoadAverageEnd = MachineInfoReader.LoadAverage();
         results.TotalSeconds = total.Elapsed.TotalSeconds;
@@ -172,19 +176,43 @@ public sealed class Runner(BenchPlan plan, string repoRoot, string outDirectory,
         return images;
     }
 
+    /// <summary>Opens a layout's sessions of the fp32 model (or of <paramref name="modelBytes"/>).</summary>
+    private static IReadOnlyList<ResNet18> OpenLayout(RawLayout layout, byte[]? modelBytes = null) =>
+        Enumerable.Range(0, layout.Sessions).Select(_ => ResNet18.Load(layout.Threads, layout.Spinning, modelBytes)).ToList();
+
+    /// <summary>The limit: first a sweep of raw layouts (the best batch-16 throughput is the baseline), then the best
+    /// layout at batch 1 and 16; with <paramref name="repeat"/>, the best layout again to bracket the service rows.</summary>
     private void RunRawOrt(Results results, bool repeat = false)
     {
-        log($"raw ORT: batch 1 and 16{(repeat ? " (again, services idle)" : "")}");
-        using var model = ResNet18.Load();
         var pool = FreshImages(16);
-        if (!repeat) results.RawOrtBatchMaxDifference = RawOrtBench.BatchConsistency(model, pool);
-        var b1 = RawOrtBench.Measure(model, pool, 1, plan.RawOrtImages / 2);
-        var cpuBefore = System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime;
-        var b16 = RawOrtBench.Measure(model, pool, 16, plan.RawOrtImages);
-        if (!repeat) results.RawOrt16CpuMsPerImage = (System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime - cpuBefore).TotalMilliseconds / b16.Count;
-        if (repeat) (results.RawOrtBatch1Repeat, results.RawOrtBatch16Repeat) = (b1, b16);
-        else (results.RawOrtBatch1, results.RawOrtBatch16) = (b1, b16);
-        log($"  batch 1: {b1.Throughput:F1} img/s, batch 16: {b16.Throughput:F1} img/s");
+        if (!repeat)
+        {
+            log($"raw ORT: layout sweep on {Environment.ProcessorCount} cores ({plan.SweepRounds} interleaved rounds)");
+            results.RawLayouts.Clear();
+            results.RawLayouts.AddRange(RawLayoutSweep.Run(pool, plan.RawOrtImages, plan.SweepRounds, l => OpenLayout(l), log));
+            results.BestRawLayout = results.RawLayouts.MaxBy(r => r.Batch16ImagesPerSecond)!.Layout;
+        }
+        var best = results.BestRawLayout ?? new RawLayout(1, Environment.ProcessorCount, false);
+        log($"raw ORT, best layout {best.Name}: batch 1 and 16{(repeat ? " (again, services idle)" : "")}");
+        var sessions = OpenLayout(best);
+        try
+        {
+            if (!repeat) results.RawOrtBatchMaxDifference = RawOrtBench.BatchConsistency(sessions[0], pool);
+            var ones = RawLayoutSweep.Batch1(sessions[0], pool, plan.RawOrtImages / 2);
+            var b1 = LatencyStats.From(ones, ones.Sum() / 1000, ones.Count);
+            var cpuBefore = Process.GetCurrentProcess().TotalProcessorTime;
+            var (count, seconds) = RawLayoutSweep.Batch16(sessions, pool, plan.RawOrtImages);
+            var perRunMs = seconds * 1000 / (count / 16.0 / best.Sessions);
+            var b16 = new LatencyStats(count, seconds, perRunMs, perRunMs, perRunMs, perRunMs);
+            if (!repeat) results.RawOrt16CpuMsPerImage = (Process.GetCurrentProcess().TotalProcessorTime - cpuBefore).TotalMilliseconds / count;
+            if (repeat) (results.RawOrtBatch1Repeat, results.RawOrtBatch16Repeat) = (b1, b16);
+            else (results.RawOrtBatch1, results.RawOrtBatch16) = (b1, b16);
+            log($"  batch 1: {b1.Throughput:F1} img/s (p50 {b1.P50Ms:F1} ms), batch 16: {b16.Throughput:F1} img/s");
+        }
+        finally
+        {
+            foreach (var s in sessions) s.Dispose();
+        }
     }
 
     private void RunMlNetPipeline(Results results, IReadOnlyList<FashionImage> trainSet, double[] trainLengths)

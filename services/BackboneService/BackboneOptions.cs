@@ -40,13 +40,30 @@ public sealed class BackboneOptions : IValidatableObject
     [Range(1, long.MaxValue)]
     public long MaxPixels { get; set; } = 40_000_000;
 
-    /// <summary>Intra-op threads for ONNX Runtime (0 = its default, one per core).</summary>
-    [Range(0, 1024)]
+    /// <summary>Threads inside one ONNX Runtime run (0 = auto: the cores the process may use, shared out between
+    /// <see cref="Sessions"/>). ONNX Runtime's own default (one per host core) is never used.</summary>
+    [Range(0, 1024, ErrorMessage = "Graft:Backbone:IntraOpThreads must be between 0 (auto) and 1024.")]
     public int IntraOpThreads { get; set; }
+
+    /// <summary>ONNX Runtime sessions run in parallel, each fed by its own batcher worker (0 = auto: one per core, at
+    /// most 4, see <see cref="ExecutionLayout"/>). Each session holds its own copy of the weights.</summary>
+    [Range(0, 64, ErrorMessage = "Graft:Backbone:Sessions must be between 0 (auto) and 64.")]
+    public int Sessions { get; set; }
 
     /// <summary>Let ONNX Runtime's intra-op threads spin between runs (its own default). Off by default: in a server
     /// the spinning threads take the cores that decode images and answer gRPC.</summary>
     public bool AllowSpinning { get; set; }
+
+    /// <summary>Images the int8 profiles calibrate on (recursively; sub-folders share the count). Default: the copy of
+    /// samples/fashion/train and samples/photos/calibration shipped beside the service (<c>calibration/</c>).</summary>
+    public string? CalibrationDirectory { get; set; }
+
+    /// <summary>Calibration images an int8 profile uses (0 = the profile's own count, 32 for resnet18-int8).</summary>
+    [Range(0, 100_000, ErrorMessage = "Graft:Backbone:CalibrationImages must be between 0 (the profile's count) and 100000.")]
+    public int CalibrationImages { get; set; }
+
+    /// <summary>Where quantized models are cached, keyed by the fp32 model's hash. Default: <c>quantized/</c> beside the service.</summary>
+    public string? QuantizedCacheDirectory { get; set; }
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {

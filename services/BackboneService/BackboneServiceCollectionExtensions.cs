@@ -2,6 +2,7 @@ using Graft.Backbone.Batching;
 using Graft.Backbone.Caching;
 using Graft.Backbone.Imaging;
 using Graft.Backbone.Model;
+using Graft.Backbone.Quantization;
 using Graft.Backbone.Services;
 using Graft.Backbone.Telemetry;
 using Graft.ServiceDefaults;
@@ -21,8 +22,14 @@ public static class BackboneServiceCollectionExtensions
         services.AddReadinessGate("backbone");
         services.AddSingleton<BackboneMetrics>();
         services.AddSingleton(sp => BackboneProfiles.Resolve(Options(sp), AppContext.BaseDirectory));
+        services.AddSingleton(sp => ExecutionLayout.Resolve(Options(sp)));
+        services.AddSingleton(sp => new QuantizedModelStore(
+            Path.GetFullPath(Options(sp).QuantizedCacheDirectory ?? "quantized", AppContext.BaseDirectory),
+            Path.GetFullPath(Options(sp).CalibrationDirectory ?? "calibration", AppContext.BaseDirectory),
+            sp.GetRequiredService<Preprocessor>(), sp.GetRequiredService<ILogger<QuantizedModelStore>>()));
         services.AddSingleton(sp => BackboneModel.Load(
-            sp.GetRequiredService<BackboneProfile>(), Options(sp).Device, Options(sp).IntraOpThreads, sp.GetRequiredService<ILogger<BackboneModel>>(), Options(sp).AllowSpinning));
+            sp.GetRequiredService<BackboneProfile>(), Options(sp).Device, sp.GetRequiredService<ExecutionLayout>(), sp.GetRequiredService<ILogger<BackboneModel>>(),
+            (cut, input) => sp.GetRequiredService<QuantizedModelStore>().GetOrCreate(cut, input, sp.GetRequiredService<BackboneProfile>())));
         services.AddSingleton(sp => Preprocessor.Create(sp.GetRequiredService<BackboneProfile>(), Options(sp).MaxPixels));
         services.AddSingleton(sp => new DynamicBatcher(
             sp.GetRequiredService<BackboneModel>(), Options(sp).MaxBatchSize, TimeSpan.FromMilliseconds(Options(sp).MaxQueueDelayMs),

@@ -20,7 +20,7 @@ public sealed record Features(float[] Values, bool CacheHit, IReadOnlyList<float
 public sealed record BackboneDescription(
     string Name, string Fingerprint, IReadOnlyList<long> InputShape, int FeatureDimension, string ExecutionProvider,
     string CutTensor, string Preprocessing, int MaxBatchSize, TimeSpan MaxQueueDelay, long CacheCapacityBytes, long CacheUsedBytes,
-    IReadOnlyList<CutPointOutput> CutPoints);
+    IReadOnlyList<CutPointOutput> CutPoints, ExecutionLayout Layout, string Precision);
 
 /// <summary>The served graph and what an exporter needs to put the preprocessing in front of it.</summary>
 public sealed record GraphExport(ServedModel Served, BackboneProfile Profile, ReadOnlyMemory<float> MeanImage, IReadOnlyList<long> InputShape, int FeatureDimension);
@@ -39,7 +39,7 @@ public sealed class FeatureExtractor(BackboneModel model, Preprocessor preproces
     public BackboneDescription Describe() => new(
         model.Profile.Name, model.Fingerprint, model.InputShape, model.FeatureDimension, model.ExecutionProvider,
         model.Cut.CutTensor, model.Profile.DescribePreprocessing(), batcher.MaxBatchSize, batcher.MaxQueueDelay,
-        cache.CapacityBytes, cache.UsedBytes, model.CutPoints);
+        cache.CapacityBytes, cache.UsedBytes, model.CutPoints, model.Layout, model.Precision);
 
     /// <summary>The graph as the session runs it, rebuilt from the model file, with the preprocessing as data.</summary>
     /// <exception cref="InvalidOperationException">The model file changed since start.</exception>

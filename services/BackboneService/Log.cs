@@ -20,4 +20,19 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 2005, Level = LogLevel.Error, Message = "Batch of {Count} failed in ONNX Runtime")]
     public static partial void BatchFailed(ILogger logger, Exception exception, int count);
+
+    [LoggerMessage(EventId = 2100, Level = LogLevel.Information, Message = "Execution layout: {Layout}; {Origin} (Graft:Backbone:Sessions, IntraOpThreads, AllowSpinning)")]
+    public static partial void Layout(ILogger logger, string layout, string origin);
+
+    [LoggerMessage(EventId = 2101, Level = LogLevel.Information, Message = "Quantizing {Profile} to int8 on {Images} calibration images from {CalibrationDirectory} ({Settings}); done once, then cached")]
+    public static partial void Quantizing(ILogger logger, string profile, int images, string calibrationDirectory, string settings);
+
+    [LoggerMessage(EventId = 2102, Level = LogLevel.Information, Message = "Quantized: {Report} in {Seconds:F1} s, cached at {Path}")]
+    public static partial void Quantized(ILogger logger, string report, double seconds, string path);
+
+    [LoggerMessage(EventId = 2103, Level = LogLevel.Information, Message = "Loaded the quantized model from the cache {Path}")]
+    public static partial void QuantizedFromCache(ILogger logger, string path);
+
+    [LoggerMessage(EventId = 2104, Level = LogLevel.Critical, Message = "The batch collector failed; the backbone refuses new requests until restarted")]
+    public static partial void CollectorFailed(ILogger logger, Exception exception);
 }

@@ -62,6 +62,6 @@ public sealed class StartupTests(DefaultBackbone backbone)
 
         var e = Assert.ThrowsAny<Exception>(() => factory.Server);
 
-        Assert.Contains("resnet18, vgg16", e.ToString());
+        Assert.Contains("resnet18, resnet18-int8, vgg16", e.ToString());
     }
 }

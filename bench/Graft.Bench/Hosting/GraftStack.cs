@@ -22,7 +22,7 @@ public sealed class GraftStack : IAsyncDisposable
 
     public int BackboneHttpPort => _group.Backbone.HttpPort;
 
-    public Backbone.BackboneClient Backbone => new(_backboneChannel);
+    public V1.Backbone.BackboneClient Backbone => new(_backboneChannel);
     public Heads.HeadsClient Heads => new(_headsChannel);
     public Gateway.GatewayClient Gateway => new(_gatewayChannel);
 
@@ -32,7 +32,8 @@ public sealed class GraftStack : IAsyncDisposable
     public static string DllPath(string repoRoot, GraftService service) => service.BuiltDll(repoRoot, "Release");
 
     /// <summary>Starts BackboneService, HeadService and Gateway and waits until each reports SERVING.</summary>
-    public static async Task<GraftStack> StartAsync(string repoRoot, string workDirectory, TimeSpan readyTimeout)
+    /// <param name="backboneSettings">Extra BackboneService settings, e.g. <c>--Graft:Backbone:Profile=resnet18-int8</c>.</param>
+    public static async Task<GraftStack> StartAsync(string repoRoot, string workDirectory, TimeSpan readyTimeout, params string[] backboneSettings)
     {
         var registry = Path.Combine(workDirectory, "heads-registry");
         if (Directory.Exists(registry)) Directory.Delete(registry, recursive: true);
@@ -48,7 +49,7 @@ public sealed class GraftStack : IAsyncDisposable
             LogDirectory = Path.Combine(workDirectory, "logs"),
             Environment = new Dictionary<GraftService, IReadOnlyDictionary<string, string>>
             {
-                [GraftService.Backbone] = new Dictionary<string, string>(quiet) { ["Graft__Backbone__Device"] = "cpu" },
+                [GraftService.Backbone] = BackboneEnvironment(quiet, backboneSettings),
                 [GraftService.Heads] = new Dictionary<string, string>(quiet) { ["Graft__Heads__RegistryPath"] = registry },
                 [GraftService.Gateway] = new Dictionary<string, string>(quiet) { ["Graft__Gateway__AdminToken"] = AdminToken },
             },
@@ -116,5 +117,17 @@ public sealed class GraftStack : IAsyncDisposable
     {
         foreach (var channel in _channels) channel.Dispose();
         if (_group is not null) await _group.DisposeAsync();
+    }
+
+    /// <summary>The backbone's environment: quiet logging, CPU, and each <c>--Graft:Backbone:Key=value</c> setting as <c>Graft__Backbone__Key</c>.</summary>
+    private static Dictionary<string, string> BackboneEnvironment(Dictionary<string, string> quiet, string[] settings)
+    {
+        var env = new Dictionary<string, string>(quiet) { ["Graft__Backbone__Device"] = "cpu" };
+        foreach (var setting in settings)
+        {
+            var (key, value) = (setting.Split('=', 2)[0].TrimStart('-').Replace(":", "__", StringComparison.Ordinal), setting.Split('=', 2)[1]);
+            env[key] = value;
+        }
+        return env;
     }
 }

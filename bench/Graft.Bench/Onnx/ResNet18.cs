@@ -31,14 +31,25 @@ public sealed class ResNet18 : IDisposable
     /// <summary>Directory holding ResNet18Onnx/ and ResNetPrepOnnx/ (copied to the output by the package).</summary>
     public static string ModelDirectory => Path.Combine(AppContext.BaseDirectory, "DnnImageModels");
 
-    public static ResNet18 Load(int intraOpThreads = 0)
+    /// <summary>Opens the fp32 model (or <paramref name="modelBytes"/>, e.g. its int8 version); <paramref name="intraOpThreads"/>
+    /// 0 leaves ONNX Runtime's own default (one thread per host core, spinning), which the sweep measures as a reference.</summary>
+    public static ResNet18 Load(int intraOpThreads = 0, bool spinning = false, byte[]? modelBytes = null)
     {
-        var model = ModelProto.Parser.ParseFromFile(Path.Combine(ModelDirectory, "ResNet18Onnx", "ResNet18.onnx"));
-        // Leading dim of every input, output and value_info becomes "N"; the graph has no Reshape that pins it.
-        model.Graph.SetDim();
-        var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
-        if (intraOpThreads > 0) options.IntraOpNumThreads = intraOpThreads;
-        var session = new InferenceSession(model.ToByteArray(), options);
+        if (modelBytes is null)
+        {
+            var model = ModelProto.Parser.ParseFromFile(Path.Combine(ModelDirectory, "ResNet18Onnx", "ResNet18.onnx"));
+            // Leading dim of every input, output and value_info becomes "N"; the graph has no Reshape that pins it.
+            model.Graph.SetDim();
+            modelBytes = model.ToByteArray();
+        }
+        using var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
+        if (intraOpThreads > 0)
+        {
+            options.IntraOpNumThreads = intraOpThreads;
+            options.InterOpNumThreads = 1;
+            options.AddSessionConfigEntry("session.intra_op.allow_spinning", spinning ? "1" : "0");
+        }
+        var session = new InferenceSession(modelBytes, options);
 
         var prep = ModelProto.Parser.ParseFromFile(Path.Combine(ModelDirectory, "ResNetPrepOnnx", "ResNetPreprocess.onnx"));
         var mean = prep.Graph.Initializer.Single(i => i.Name == "MeanImage");

@@ -31,6 +31,29 @@ public static class ResultsWriter
             : new Goal("Classifier head accuracy vs ML.NET LbfgsMaximumEntropy, same features and split", "higher", "pending", null));
         goals.Add(Ratio("Regressor MAE vs the noise floor", "≤ 1.50×", r.GraftRegressorMae, r.NoiseFloorExpectedMae, x => x <= 1.5,
             $"{F(r.GraftRegressorMae, 2)} / {F(r.NoiseFloorExpectedMae, 2)} cm"));
+
+        // Issue 12: the execution layout and the int8 backbone, every ratio against the best raw fp32 layout.
+        goals.Add(Ratio("fp32 Predict at concurrency 1, p50 latency vs one raw batch-1 run of the best layout", "≤ 1.30×",
+            r.Predict.FirstOrDefault(p => p.Concurrency == 1)?.Stats.P50Ms, r.RawOrtBatch1?.P50Ms, x => x <= 1.3,
+            $"{F(r.Predict.FirstOrDefault(p => p.Concurrency == 1)?.Stats.P50Ms)} / {F(r.RawOrtBatch1?.P50Ms)} ms"));
+        var i8 = r.Int8;
+        goals.Add(Ratio("Raw int8 ORT batch 16 vs the best raw fp32 layout (same layout, interleaved)", "≥ 3.00×", i8?.RawInt8Batch16, i8?.RawFp32Batch16, x => x >= 3,
+            $"{F(i8?.RawInt8Batch16)} / {F(i8?.RawFp32Batch16)} img/s"));
+        var int8Predict16 = i8?.Predict.FirstOrDefault(p => p.Concurrency == 16)?.Stats.Throughput;
+        goals.Add(Ratio("int8 Predict at concurrency 16 vs the best raw fp32 layout", "≥ 2.00×", int8Predict16, raw16, x => x >= 2,
+            $"{F(int8Predict16)} / {F(raw16)} img/s"));
+        goals.Add(Ratio("int8 Predict at concurrency 16 vs ML.NET's steady-state pipeline", "≥ 2.50×", int8Predict16, r.MlNet?.ImagesPerSecond, x => x >= 2.5,
+            $"{F(int8Predict16)} / {F(r.MlNet?.ImagesPerSecond)} img/s"));
+        goals.Add(i8 is null || i8.Photos == 0
+            ? new Goal("int8 features vs fp32 on held-out photos: mean / worst cosine", "≥ 0.995 / ≥ 0.990", "pending", null)
+            : new Goal("int8 features vs fp32 on held-out photos: mean / worst cosine", "≥ 0.995 / ≥ 0.990",
+                Inv($"{i8.PhotoCosineMean:F4} / {i8.PhotoCosineWorst:F4} ({i8.Photos} photos; worst {i8.PhotoWorstName})"),
+                i8.PhotoCosineMean >= 0.995 && i8.PhotoCosineWorst >= 0.99));
+        goals.Add(i8 is null || i8.HeadAccuracyFp32 == 0
+            ? new Goal("Classifier head on int8 features vs on fp32 features (same trainer, split)", "within 1 point", "pending", null)
+            : new Goal("Classifier head on int8 features vs on fp32 features (same trainer, split)", "within 1 point",
+                Inv($"{i8.HeadAccuracyInt8:P1} vs {i8.HeadAccuracyFp32:P1} ({(i8.HeadAccuracyInt8 - i8.HeadAccuracyFp32) * 100:+0.0;-0.0} points)"),
+                i8.HeadAccuracyInt8 >= i8.HeadAccuracyFp32 - 0.01));
         return goals;
     }
 
@@ -97,10 +120,24 @@ public static class ResultsWriter
 
         md.AppendLine("### 1. The limit: raw ONNX Runtime in-process");
         md.AppendLine();
-        md.AppendLine("ResNet18 from `Microsoft.ML.DnnImageFeaturizer.ResNet18` 0.23.1, batch dimension made symbolic, default CPU session " +
-                      "options (all graph optimisations), inputs already preprocessed: `session.Run` alone. Measured twice: before the " +
-                      "services start, and again right after the Predict rows (services up, idle). The ratios below divide by the mean of the two.");
+        md.AppendLine("ResNet18 from `Microsoft.ML.DnnImageFeaturizer.ResNet18` 0.23.1, batch dimension made symbolic, all graph " +
+                      "optimisations, inputs already preprocessed: `session.Run` alone. First a sweep of execution layouts (sessions × " +
+                      "intra-op threads, fed in parallel), in interleaved rounds; the best batch-16 throughput is the limit. That layout is " +
+                      "then measured twice: before the services start, and again right after the Predict rows (services up, idle). The " +
+                      "ratios below divide by the mean of the two.");
         md.AppendLine();
+        if (r.RawLayouts.Count > 0)
+        {
+            md.AppendLine("| layout | batch 16 images / s | × best | batch 1 p50 ms |");
+            md.AppendLine("| --- | --- | --- | --- |");
+            var best = r.RawLayouts.Max(l => l.Batch16ImagesPerSecond);
+            foreach (var l in r.RawLayouts)
+            {
+                var mark = l.Layout == r.BestRawLayout ? " **(best)**" : "";
+                md.AppendLine(Inv($"| {l.Layout.Name}{mark} | {l.Batch16ImagesPerSecond:F1} | {l.Batch16ImagesPerSecond / best:F2} | {l.Batch1P50Ms:F1} |"));
+            }
+            md.AppendLine();
+        }
         md.AppendLine("| batch | when | images / s | ms per run (p50) | × batch 16 baseline |");
         md.AppendLine("| --- | --- | --- | --- | --- |");
         foreach (var (batch, when, s) in new[] { (1, "first", r.RawOrtBatch1), (1, "again", r.RawOrtBatch1Repeat), (16, "first", r.RawOrtBatch16), (16, "again", r.RawOrtBatch16Repeat) })
@@ -138,6 +175,7 @@ public static class ResultsWriter
         LevelTable(md, "### 3. Gateway `Predict` end to end",
             "Encoded image in, one classifier head's answer out: Gateway → BackboneService → HeadService, every call a new image.", r.Predict, raw16, raw1, r.RawOrt16CpuMsPerImage);
         if (plots.Contains(Plots.Latency)) md.AppendLine($"![latency]({Plots.Latency})").AppendLine();
+        Int8Section(md, r, raw16, raw1);
 
         md.AppendLine("### 4. Gateway `Predict`: 1 head against 10 heads");
         md.AppendLine();
@@ -297,6 +335,41 @@ public static class ResultsWriter
             }
             md.AppendLine();
         }
+    }
+
+    private static void Int8Section(StringBuilder md, Results r, double? raw16, double? raw1)
+    {
+        md.AppendLine("### 3b. The int8 backbone (`resnet18-int8`)");
+        md.AppendLine();
+        if (r.Int8 is not { } i8)
+        {
+            md.AppendLine("pending (run without `--no-int8`)").AppendLine();
+            return;
+        }
+        md.AppendLine(Inv($"Quantized by Graft's own quantizer (`services/BackboneService/Quantization`) in {i8.QuantizeSeconds:F1} s: {i8.Report}."));
+        md.AppendLine();
+        md.AppendLine("| raw ONNX Runtime, best fp32 layout, interleaved rounds | images / s | × raw fp32 batch 16 (same rounds) | × baseline |");
+        md.AppendLine("| --- | --- | --- | --- |");
+        md.AppendLine(Inv($"| fp32 batch 16 | {i8.RawFp32Batch16:F1} | 1.00 | {i8.RawFp32Batch16 / raw16:F2} |"));
+        md.AppendLine(Inv($"| int8 batch 16 | {i8.RawInt8Batch16:F1} | {i8.RawInt8Batch16 / i8.RawFp32Batch16:F2} | {i8.RawInt8Batch16 / raw16:F2} |"));
+        if (i8.RawInt8Batch1 is { } b1)
+            md.AppendLine(Inv($"| int8 batch 1 (p50 {b1.P50Ms:F1} ms) | {b1.Throughput:F1} | {b1.Throughput / i8.RawFp32Batch16:F2} | {b1.Throughput / raw16:F2} |"));
+        md.AppendLine();
+        md.AppendLine("Accuracy against fp32 features of the same inputs:");
+        md.AppendLine();
+        md.AppendLine("| inputs | count | mean cosine | worst cosine |");
+        md.AppendLine("| --- | --- | --- | --- |");
+        md.AppendLine(Inv($"| held-out photos (`samples/photos/held-out`, never calibrated on) | {i8.Photos} | {i8.PhotoCosineMean:F4} | {i8.PhotoCosineWorst:F4} ({i8.PhotoWorstName}) |"));
+        md.AppendLine(Inv($"| Fashion-MNIST test images | {i8.FashionImages} | {i8.FashionCosineMean:F4} | {i8.FashionCosineWorst:F4} |"));
+        md.AppendLine();
+        md.AppendLine("| heads (ML.NET LbfgsMaximumEntropy / SDCA, same split) | classifier accuracy | regressor MAE (cm) |");
+        md.AppendLine("| --- | --- | --- |");
+        md.AppendLine(Inv($"| on fp32 features | {i8.HeadAccuracyFp32:P1} | {i8.HeadMaeFp32:F2} |"));
+        md.AppendLine(Inv($"| on int8 features | {i8.HeadAccuracyInt8:P1} | {i8.HeadMaeInt8:F2} |"));
+        md.AppendLine();
+        if (i8.ServiceFingerprint.Length > 0) md.AppendLine($"Services on `Graft__Backbone__Profile=resnet18-int8` (fingerprint `{i8.ServiceFingerprint}`, layout {i8.ServiceLayout}):").AppendLine();
+        LevelTable(md, "#### int8 `Extract` over gRPC", "As section 2, on the int8 backbone; ratios against the fp32 limit.", i8.Extract, raw16, raw1, r.RawOrt16CpuMsPerImage);
+        LevelTable(md, "#### int8 Gateway `Predict` end to end", "As section 3, on the int8 backbone with a head trained on int8 features.", i8.Predict, raw16, raw1, r.RawOrt16CpuMsPerImage);
     }
 
     private static string F(double? value, int decimals = 1) =>

@@ -5,41 +5,63 @@ using Graft.Backbone.Telemetry;
 
 namespace Graft.Backbone.Batching;
 
-/// <summary>Triton-style dynamic batcher: concurrent requests queue, and one worker runs them together as a single
-/// ONNX Runtime batch of up to <c>maxBatchSize</c>, waiting at most <c>maxQueueDelay</c> after the first arrives for
-/// others to join. Requests cancelled (or past their deadline) while queued are dropped before the run.</summary>
+/// <summary>Triton-style dynamic batcher: concurrent requests queue, and each free worker (one per ONNX Runtime session
+/// of the <see cref="ExecutionLayout"/>) runs a batch of up to <c>maxBatchSize</c>, formed at most <c>maxQueueDelay</c>
+/// after its oldest request arrived. With several workers free, the queue is shared out between them rather than
+/// taken whole by the first, so parallel sessions run in parallel. Requests cancelled (or past their deadline) while
+/// queued are dropped before the run.</summary>
 public sealed class DynamicBatcher : IAsyncDisposable
 {
     private readonly Func<IReadOnlyList<float[]>, IReadOnlyList<int>, float[][][]> _run;
     private readonly int _maxBatchSize;
     private readonly TimeSpan _maxQueueDelay;
+    private readonly long _maxQueueDelayTicks;
     private readonly BackboneMetrics _metrics;
     private readonly ILogger _logger;
-    private readonly Channel<Pending> _queue = Channel.CreateUnbounded<Pending>(new UnboundedChannelOptions { SingleReader = true });
-    private readonly Task _worker;
+    // Not SingleReader: only the multi-reader channel can count its items, which the share-out needs.
+    private readonly Channel<Pending> _queue = Channel.CreateUnbounded<Pending>();
+    private readonly Channel<List<Pending>> _batches = Channel.CreateUnbounded<List<Pending>>(new UnboundedChannelOptions { SingleWriter = true });
+    private readonly SemaphoreSlim _freeWorkers;
+    private readonly Task _collector;
+    private readonly Task[] _workers;
 
-    public DynamicBatcher(Func<IReadOnlyList<float[]>, float[][]> run, int maxBatchSize, TimeSpan maxQueueDelay, BackboneMetrics metrics, ILogger logger)
-        : this((inputs, _) => run(inputs).Select(f => new[] { f }).ToArray(), maxBatchSize, maxQueueDelay, metrics, logger)
+    /// <summary>Creates a batcher over a single-output batch function; <paramref name="run"/> is called by up to
+    /// <paramref name="workers"/> threads at once (the number of sessions).</summary>
+    public DynamicBatcher(Func<IReadOnlyList<float[]>, float[][]> run, int maxBatchSize, TimeSpan maxQueueDelay, BackboneMetrics metrics, ILogger logger, int workers = 1)
+        : this((inputs, _) => run(inputs).Select(f => new[] { f }).ToArray(), maxBatchSize, maxQueueDelay, metrics, logger, workers)
     {
     }
 
     /// <summary>Creates a batcher over a run that returns several outputs per input (result[input][k] is output
-    /// <c>outputs[k]</c>); a batch asks for the union of what its requests want, in one run.</summary>
-    public DynamicBatcher(Func<IReadOnlyList<float[]>, IReadOnlyList<int>, float[][][]> run, int maxBatchSize, TimeSpan maxQueueDelay, BackboneMetrics metrics, ILogger logger)
+    /// <c>outputs[k]</c>); a batch asks for the union of what its requests want, in one run. <paramref name="run"/> is
+    /// called by up to <paramref name="workers"/> threads at once (the number of sessions).</summary>
+    public DynamicBatcher(Func<IReadOnlyList<float[]>, IReadOnlyList<int>, float[][][]> run, int maxBatchSize, TimeSpan maxQueueDelay, BackboneMetrics metrics, ILogger logger, int workers = 1)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(workers, 1);
         _run = run;
         _maxBatchSize = maxBatchSize;
         _maxQueueDelay = maxQueueDelay;
+        _maxQueueDelayTicks = (long)(maxQueueDelay.TotalSeconds * Stopwatch.Frequency);
         _metrics = metrics;
         _logger = logger;
-        _worker = Task.Factory.StartNew(WorkAsync, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+        Workers = workers;
+        _freeWorkers = new SemaphoreSlim(workers, workers);
+        _collector = Task.Factory.StartNew(CollectAsync, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+        // Dedicated threads: a batch waiting for a pool thread to be injected would waste the run it is ready for.
+        _workers = Enumerable.Range(0, workers)
+            .Select(_ => Task.Factory.StartNew(Work, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default))
+            .ToArray();
     }
 
-    /// <summary>Creates a batcher over a model's <see cref="BackboneModel.Run(IReadOnlyList{float[]}, IReadOnlyList{int})"/>.</summary>
+    /// <summary>Creates a batcher over a model's <see cref="BackboneModel.Run(IReadOnlyList{float[]}, IReadOnlyList{int})"/>,
+    /// one worker per session.</summary>
     public DynamicBatcher(BackboneModel model, int maxBatchSize, TimeSpan maxQueueDelay, BackboneMetrics metrics, ILogger<DynamicBatcher> logger)
-        : this((Func<IReadOnlyList<float[]>, IReadOnlyList<int>, float[][][]>)model.Run, maxBatchSize, maxQueueDelay, metrics, logger)
+        : this((Func<IReadOnlyList<float[]>, IReadOnlyList<int>, float[][][]>)model.Run, maxBatchSize, maxQueueDelay, metrics, logger, model.Layout.Sessions)
     {
     }
+
+    /// <summary>Batches that can run at once.</summary>
+    public int Workers { get; }
 
     public int MaxBatchSize => _maxBatchSize;
 
@@ -56,7 +78,7 @@ public sealed class DynamicBatcher : IAsyncDisposable
     public Task<float[][]> EnqueueAsync(float[] input, IReadOnlyList<int> outputs, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        var pending = new Pending(input, outputs, cancellationToken);
+        var pending = new Pending(input, outputs, cancellationToken, Stopwatch.GetTimestamp());
         // The caller is released at once on cancellation; the worker then skips the input.
         pending.Registration = cancellationToken.Register(static p => ((Pending)p!).Cancel(), pending);
         if (!_queue.Writer.TryWrite(pending))
@@ -66,37 +88,84 @@ public sealed class DynamicBatcher : IAsyncDisposable
         return pending.Completion.Task;
     }
 
-    private async Task WorkAsync()
+    /// <summary>Forms one batch per free worker: waits for a worker, then for requests, then until the oldest has
+    /// waited <c>maxQueueDelay</c> or a full share is queued.</summary>
+    private async Task CollectAsync()
     {
-        var batch = new List<Pending>(_maxBatchSize);
         var reader = _queue.Reader;
-        while (await reader.WaitToReadAsync().ConfigureAwait(false))
+        Pending? carried = null;
+        try
         {
-            batch.Clear();
-            var deadline = Stopwatch.GetTimestamp() + (long)(_maxQueueDelay.TotalSeconds * Stopwatch.Frequency);
-            while (batch.Count < _maxBatchSize)
+            while (true)
             {
-                if (reader.TryRead(out var next))
+                await _freeWorkers.WaitAsync().ConfigureAwait(false);
+                if (carried is null)
                 {
-                    if (next.IsAbandoned) DropOne(next);
-                    else batch.Add(next);
-                    continue;
+                    if (!await reader.WaitToReadAsync().ConfigureAwait(false)) break;
+                    if (!reader.TryRead(out carried)) { _freeWorkers.Release(); continue; }
                 }
-                // Everything read so far was dropped: go back to waiting for a live request.
-                if (batch.Count == 0) break;
-                var remaining = deadline - Stopwatch.GetTimestamp();
-                if (remaining <= 0) break;
-                using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds((double)remaining / Stopwatch.Frequency));
-                try
+                var batch = new List<Pending>(_maxBatchSize) { carried };
+                carried = null;
+                var deadline = batch[0].EnqueuedAt + _maxQueueDelayTicks;
+                while (true)
                 {
-                    if (!await reader.WaitToReadAsync(timeout.Token).ConfigureAwait(false)) break;
+                    // This worker's share: the queue split between it and the other free workers.
+                    var share = Math.Min(_maxBatchSize, (int)Math.Ceiling((double)(batch.Count + reader.Count) / (_freeWorkers.CurrentCount + 1)));
+                    while (batch.Count < share && reader.TryRead(out var next)) batch.Add(next);
+                    if (batch.Count >= Math.Max(share, _maxBatchSize) || (batch.Count >= share && _freeWorkers.CurrentCount > 0)) break;
+                    var remaining = deadline - Stopwatch.GetTimestamp();
+                    if (remaining <= 0) break;
+                    using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds((double)remaining / Stopwatch.Frequency));
+                    try
+                    {
+                        if (!await reader.WaitToReadAsync(timeout.Token).ConfigureAwait(false)) break;
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        break;
+                    }
                 }
-                catch (OperationCanceledException)
-                {
-                    break;
-                }
+                _batches.Writer.TryWrite(batch);
             }
-            if (batch.Count > 0) RunBatch(batch);
+        }
+        catch (Exception e)
+        {
+            // A bug here must not leave callers waiting forever: refuse what is queued and anything enqueued later.
+            Log.CollectorFailed(_logger, e);
+            _queue.Writer.TryComplete(e);
+            if (carried is not null) carried.Completion.TrySetException(e);
+            while (reader.TryRead(out var left)) left.Completion.TrySetException(e);
+        }
+        finally
+        {
+            _batches.Writer.TryComplete();
+        }
+    }
+
+    private void Work()
+    {
+        var reader = _batches.Reader;
+        while (true)
+        {
+            List<Pending>? batch;
+            // Blocking on purpose: this is a dedicated thread, and a synchronous wait wakes it without a pool hop.
+            try
+            {
+                if (!reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult()) return;
+            }
+            catch (ChannelClosedException)
+            {
+                return;
+            }
+            if (!reader.TryRead(out batch)) continue;
+            try
+            {
+                RunBatch(batch);
+            }
+            finally
+            {
+                _freeWorkers.Release();
+            }
         }
     }
 
@@ -147,10 +216,12 @@ public sealed class DynamicBatcher : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         _queue.Writer.TryComplete();
-        await _worker.ConfigureAwait(false);
+        await _collector.ConfigureAwait(false);
+        await Task.WhenAll(_workers).ConfigureAwait(false);
+        _freeWorkers.Dispose();
     }
 
-    private sealed record Pending(float[] Input, IReadOnlyList<int> Outputs, CancellationToken CancellationToken)
+    private sealed record Pending(float[] Input, IReadOnlyList<int> Outputs, CancellationToken CancellationToken, long EnqueuedAt)
     {
         public TaskCompletionSource<float[][]> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 

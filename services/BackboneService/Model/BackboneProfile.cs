@@ -69,6 +69,9 @@ public sealed class BackboneProfile
     /// empty means "find them" by the graph's structure (<see cref="CutPointFinder"/>).</summary>
     public Dictionary<string, string>? CutPoints { get; set; }
 
+    /// <summary>Static int8 quantization of the cut model at start-up (cached on disk), or null for fp32.</summary>
+    public Graft.Backbone.Quantization.QuantizationSettings? Quantization { get; set; }
+
     /// <summary>A one-line account of the preprocessing, part of the fingerprint and reported by Describe.</summary>
     public string DescribePreprocessing()
     {
@@ -115,6 +118,10 @@ public sealed class BackboneProfile
         if (Std.Length is not (0 or 3)) problems.Add($"Std has {Std.Length} values; give 3 (one per channel) or none.");
         if (Std.Any(s => !(s > 0))) problems.Add("Std values must be positive.");
         if ((MeanImagePath is null) != (MeanImageInitializer is null)) problems.Add("MeanImagePath and MeanImageInitializer go together; give both or neither.");
+        if (Quantization is { } q && (q.CalibrationImages < 1 || !(q.Percentile is > 90 and <= 100)))
+        {
+            problems.Add($"Quantization needs CalibrationImages of at least 1 (is {q.CalibrationImages}) and a Percentile in (90, 100] (is {q.Percentile}).");
+        }
         if (ResizeShorterSideTo != 0 && ResizeShorterSideTo < Math.Max(InputWidth, InputHeight))
         {
             problems.Add($"ResizeShorterSideTo {ResizeShorterSideTo} is smaller than the input size; give 0 or at least {Math.Max(InputWidth, InputHeight)}.");

@@ -5,8 +5,9 @@ public static class BackboneProfiles
 {
     public const string ResNet18Name = "resnet18";
     public const string Vgg16Name = "vgg16";
+    public const string ResNet18Int8Name = "resnet18-int8";
 
-    public static IReadOnlyList<string> BuiltInNames { get; } = [ResNet18Name, Vgg16Name];
+    public static IReadOnlyList<string> BuiltInNames { get; } = [ResNet18Name, ResNet18Int8Name, Vgg16Name];
 
     public static bool IsBuiltIn(string name) => BuiltInNames.Contains(name, StringComparer.OrdinalIgnoreCase);
 
@@ -29,6 +30,17 @@ public static class BackboneProfiles
         ResizeShorterSideTo = 224,
         CutTensor = "Pooling395_Output_0",
     };
+
+    /// <summary>The embedded ResNet18 quantized to int8 at start-up (static QDQ: per-channel int8 weights, per-tensor uint8
+    /// activations calibrated on images; see <see cref="Quantization.Int8Quantizer"/>). Its own fingerprint, so heads
+    /// trained on fp32 features show as stale on it.</summary>
+    public static BackboneProfile ResNet18Int8()
+    {
+        var profile = ResNet18();
+        profile.Name = ResNet18Int8Name;
+        profile.Quantization = new Quantization.QuantizationSettings();
+        return profile;
+    }
 
     /// <summary>VGG16 as exported by torchvision or the ONNX model zoo (vgg16-7.onnx): RGB, 0–1, ImageNet mean/std,
     /// shorter side to 256 then centre crop 224. Weights are supplied by path (about 528 MB, not shipped); the cut is
@@ -56,10 +68,15 @@ public static class BackboneProfiles
             ?? (options.Profile.ToLowerInvariant() switch
             {
                 ResNet18Name => ResNet18(),
+                ResNet18Int8Name => ResNet18Int8(),
                 Vgg16Name => Vgg16(),
                 var other => throw new InvalidOperationException($"Unknown backbone profile '{other}'; built-in profiles are {string.Join(", ", BuiltInNames)}."),
             });
         if (options.ModelPath is { Length: > 0 } modelPath) profile.ModelPath = modelPath;
+        if (options.CalibrationImages > 0 && profile.Quantization is { } q)
+        {
+            profile.Quantization = new Quantization.QuantizationSettings { Method = q.Method, Percentile = q.Percentile, CalibrationImages = options.CalibrationImages };
+        }
         var problems = profile.Problems();
         if (problems.Count > 0)
         {

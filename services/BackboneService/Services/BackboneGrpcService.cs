@@ -48,6 +48,11 @@ public sealed class BackboneGrpcService(FeatureExtractor extractor) : V1.Backbon
             Preprocessing = d.Preprocessing,
             CacheCapacityBytes = d.CacheCapacityBytes,
             CacheUsedBytes = d.CacheUsedBytes,
+            Sessions = d.Layout.Sessions,
+            IntraOpThreads = d.Layout.IntraOpThreads,
+            Spinning = d.Layout.AllowSpinning,
+            Cores = d.Layout.Cores,
+            Precision = d.Precision,
         };
         info.InputShape.AddRange(d.InputShape);
         foreach (var cut in d.CutPoints)

@@ -114,6 +114,10 @@ public sealed class LocalStack : IAsyncDisposable
             LogMaxBytes = Math.Max(2048, settings.LogMaxBytes / GraftServices.All.Count),
             Environment = new Dictionary<GraftService, IReadOnlyDictionary<string, string>>
             {
+                // Quantized backbones (resnet18-int8) are cached with the stack's data, unless the user chose a place.
+                [GraftService.Backbone] = Environment.GetEnvironmentVariable("Graft__Backbone__QuantizedCacheDirectory") is { Length: > 0 }
+                    ? new Dictionary<string, string>()
+                    : new Dictionary<string, string> { ["Graft__Backbone__QuantizedCacheDirectory"] = Path.Combine(data, "backbone", "quantized") },
                 [GraftService.Heads] = new Dictionary<string, string> { ["Graft__Heads__RegistryPath"] = Path.Combine(data, "heads") },
                 [GraftService.Gateway] = new Dictionary<string, string> { ["Graft__Gateway__AdminToken"] = token },
             },
