@@ -12,7 +12,7 @@ namespace Graft.Backbone.Model;
 public sealed record ServedModel(byte[] ModelBytes, string InputName, GraphCut Cut, string Fingerprint);
 
 /// <summary>The profile's model, cut before its classifier, with a symbolic batch dimension, opened on the device the
-/// options ask for as one or more ONNX Runtime sessions (the <see cref="ExecutionLayout"/>). <see cref="Run"/> is safe
+/// options ask for as one or more ONNX Runtime sessions (the <see cref="ExecutionLayout"/>). <c>Run</c> is safe
 /// to call concurrently: each call takes a free session (waiting for one if all are busy).</summary>
 public sealed class BackboneModel : IDisposable
 {

@@ -19,7 +19,7 @@ public sealed class FineTuneMeasurements(ITestOutputHelper output)
     public void Held_out_accuracy_of_frozen_and_fine_tuned_tails_on_the_committed_samples()
     {
         var profile = BackboneProfiles.Resolve(new Graft.Backbone.BackboneOptions(), AppContext.BaseDirectory);
-        using var backbone = BackboneModel.Load(profile, "cpu", 2, NullLogger.Instance);
+        using var backbone = BackboneModel.Load(profile, "cpu", ExecutionLayout.Resolve(1, 0, false, Environment.ProcessorCount), NullLogger.Instance);
         var preprocessor = Preprocessor.Create(profile, 40_000_000);
         var train = SampleImages.Load("train");
         var test = SampleImages.Load("test");

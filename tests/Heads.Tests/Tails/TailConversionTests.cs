@@ -19,7 +19,7 @@ public sealed class TailConversionTests(ITestOutputHelper output)
     public void The_untouched_resnet18_tails_reproduce_the_backbones_final_features_from_cut_point_features()
     {
         var profile = BackboneProfiles.Resolve(new Graft.Backbone.BackboneOptions(), AppContext.BaseDirectory);
-        using var backbone = BackboneModel.Load(profile, "cpu", 2, NullLogger.Instance);
+        using var backbone = BackboneModel.Load(profile, "cpu", ExecutionLayout.Resolve(1, 0, false, Environment.ProcessorCount), NullLogger.Instance);
         var preprocessor = Preprocessor.Create(profile, 40_000_000);
         var inputs = SampleImages.Load("test").Where((_, i) => i % 13 == 0).Take(8)
             .Select(s => preprocessor.Preprocess(File.ReadAllBytes(s.Path))).ToList();
@@ -93,7 +93,7 @@ public sealed class FineTunerTests(ITestOutputHelper output)
     public void Fine_tuning_the_last_block_is_seeded_keeps_batch_norm_statistics_and_trains_the_tail_slower_than_the_head()
     {
         var profile = BackboneProfiles.Resolve(new Graft.Backbone.BackboneOptions(), AppContext.BaseDirectory);
-        using var backbone = BackboneModel.Load(profile, "cpu", 2, NullLogger.Instance);
+        using var backbone = BackboneModel.Load(profile, "cpu", ExecutionLayout.Resolve(1, 0, false, Environment.ProcessorCount), NullLogger.Instance);
         var preprocessor = Preprocessor.Create(profile, 40_000_000);
         var samples = SampleImages.Load("train").GroupBy(s => s.Label).SelectMany(g => g.Take(3)).ToList();
         var cut = backbone.FindCutPoint(CutPointFinder.LastBlock)!;
