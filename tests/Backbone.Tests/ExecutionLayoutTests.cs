@@ -11,10 +11,11 @@ public sealed class ExecutionLayoutTests
 {
     [Theory]
     [InlineData(1, 1, 1)]
-    [InlineData(2, 2, 1)]
-    [InlineData(8, 4, 2)]
+    [InlineData(2, 1, 2)]
+    [InlineData(6, 2, 3)]
+    [InlineData(8, 2, 4)]
     [InlineData(32, 4, 8)]
-    public void Auto_gives_one_single_thread_session_per_core_up_to_four_sessions_and_shares_the_cores_out(int cores, int sessions, int threads)
+    public void Auto_gives_sessions_of_up_to_four_threads_at_most_four_of_them_sharing_the_cores_out(int cores, int sessions, int threads)
     {
         var layout = ExecutionLayout.Resolve(0, 0, false, cores);
 
@@ -27,7 +28,7 @@ public sealed class ExecutionLayoutTests
         Assert.Equal((1, 4), Pair(ExecutionLayout.Resolve(0, 4, false, 4)));
         Assert.Equal((2, 3), Pair(ExecutionLayout.Resolve(2, 0, false, 6)));
         Assert.Equal((3, 5), Pair(ExecutionLayout.Resolve(3, 5, true, 2)));
-        Assert.Equal("2 sessions x 1 intra-op thread on 2 cores, no spinning", ExecutionLayout.Resolve(0, 0, false, 2).ToString());
+        Assert.Equal("1 session x 2 intra-op threads on 2 cores, no spinning", ExecutionLayout.Resolve(0, 0, false, 2).ToString());
 
         static (int, int) Pair(ExecutionLayout l) => (l.Sessions, l.IntraOpThreads);
     }

@@ -15,18 +15,23 @@ public sealed record ExecutionLayout(int Sessions, int IntraOpThreads, bool Allo
     /// <summary>Largest number of sessions auto mode chooses: each holds a full copy of the weights (about 45 MB for ResNet18).</summary>
     public const int MaxAutoSessions = 4;
 
+    /// <summary>Threads per session auto mode aims for: below it one session uses every core; above it parallel
+    /// sessions scale better than more threads in one run.</summary>
+    public const int AutoThreadsPerSession = 4;
+
     /// <summary>Resolves configured values (0 = auto) against the cores the process may use.
-    /// Auto: one single-thread session per core up to <see cref="MaxAutoSessions"/>, then the cores shared out
-    /// evenly between those sessions. On a 2-core host two single-thread sessions fed in parallel outrun one two-thread
-    /// session (no fork/join between runs, no idle thread to wake), at the price of a slower lone batch-1 run;
-    /// see bench/RESULTS.md, "execution layout".</summary>
+    /// Auto: sessions of up to <see cref="AutoThreadsPerSession"/> threads, at most <see cref="MaxAutoSessions"/> of
+    /// them, the cores shared out evenly (2 cores: 1 x 2; 8: 2 x 4; 32: 4 x 8). One session over every core of a small
+    /// host gives a lone request all of them: on the quiet 2-core bench host 1 x 2 and 2 x 1 reached the same batch-16
+    /// throughput (90 and 87 img/s) but 1 x 2 ran batch 1 in half the time (12 against 23 ms); ONNX Runtime's own
+    /// default reached 46 img/s. See bench/RESULTS.md, "the limit".</summary>
     public static ExecutionLayout Resolve(int sessions, int intraOpThreads, bool allowSpinning, int cores)
     {
         cores = Math.Max(1, cores);
         var autoSessions = sessions <= 0;
         if (sessions <= 0 && intraOpThreads <= 0)
         {
-            sessions = Math.Min(cores, MaxAutoSessions);
+            sessions = Math.Clamp((cores + AutoThreadsPerSession - 1) / AutoThreadsPerSession, 1, MaxAutoSessions);
             intraOpThreads = Math.Max(1, cores / sessions);
         }
         else if (sessions <= 0)
