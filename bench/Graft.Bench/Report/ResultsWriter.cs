@@ -245,7 +245,7 @@ public static class ResultsWriter
         {
             md.AppendLine("ML.NET 5.0.1, `LoadImages → ResizeImages(224×224) → ExtractPixels → DnnFeaturizeImage(ResNet18)` over the training images " +
                           "as PNG files, the same ONNX Runtime natives (1.31.0), in its own process (bench/MlNetBaseline, SkiaSharp 2.88.9). " +
-                          "Timed after a warm-up of 4 images; the rows are read through `CreateEnumerable` so every image is featurized.");
+                          "Steady state: fitted on 4 images, then the whole image set is featurized once untimed (a real warm-up), then timed over the whole set again; the rows are read through `CreateEnumerable` so every image is featurized.");
             md.AppendLine();
             md.AppendLine("| pipeline | images | images / s | × raw ORT batch 1 | × raw ORT batch 16 |");
             md.AppendLine("| --- | --- | --- | --- | --- |");
