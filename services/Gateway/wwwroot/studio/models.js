@@ -84,7 +84,7 @@ async function downloadOnnx(button, name, version) {
     document.body.append(link);
     link.click();
     link.remove();
-    // The browser has taken the file once click() returns; a moment later the URL can go.
+    // The browser reads the URL after click() returns; revoke it once it surely has.
     setTimeout(() => URL.revokeObjectURL(url), 10_000);
     say(`Downloaded ${fileName} (${mb(blob.size)}): ${name} v${version} with its backbone, one ONNX file.`, 'ok');
   } catch (e) {
