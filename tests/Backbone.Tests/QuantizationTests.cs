@@ -5,6 +5,7 @@ using Graft.Backbone.Quantization;
 using Graft.Backbone.Tests.Infrastructure;
 using Graft.Testing;
 using Graft.V1;
+using Grpc.Core;
 using Microsoft.ML.OnnxRuntime;
 using Onnx;
 using SessionOptions = Microsoft.ML.OnnxRuntime.SessionOptions;
@@ -61,7 +62,54 @@ public sealed class QuantizedResNet18 : IDisposable
     }
 }
 
-public sealed class QuantizationTests(QuantizedResNet18 quantized) : IClassFixture<QuantizedResNet18>
+/// <summary>The <c>resnet18-int8</c> profile served in-process over one temporary quantized-model cache: a first start
+/// quantizes (4 calibration images) and stores the model, then a second start loads it from the cache and stays up for
+/// the tests.</summary>
+public sealed class Int8BackboneService : IAsyncLifetime
+{
+    public string CacheDirectory { get; } = Directory.CreateTempSubdirectory("graft-int8-cache-").FullName;
+
+    public BackboneInfo FirstStart { get; private set; } = null!;
+
+    /// <summary>The first start logged "quantizing" (event 2102).</summary>
+    public bool FirstStartQuantized { get; private set; }
+
+    public BackboneFactory Restarted { get; private set; } = null!;
+
+    public V1.Backbone.BackboneClient Client { get; private set; } = null!;
+
+    public BackboneProfile Profile { get; private set; } = null!;
+
+    public Preprocessor Preprocessor { get; private set; } = null!;
+
+    private Dictionary<string, string?> Settings => new()
+    {
+        ["Graft:Backbone:Profile"] = BackboneProfiles.ResNet18Int8Name,
+        ["Graft:Backbone:CalibrationImages"] = "4",
+        ["Graft:Backbone:QuantizedCacheDirectory"] = CacheDirectory,
+    };
+
+    public async Task InitializeAsync()
+    {
+        await using (var first = new BackboneFactory(Settings))
+        {
+            FirstStart = await first.CreateBackboneClient().DescribeAsync(new DescribeBackboneRequest());
+            FirstStartQuantized = first.Logs.Entries.Any(e => e.EventId.Id == 2102);
+        }
+        Restarted = new BackboneFactory(Settings);
+        Client = Restarted.CreateBackboneClient();
+        Profile = BackboneProfiles.Resolve(new BackboneOptions { Profile = BackboneProfiles.ResNet18Int8Name, CalibrationImages = 4 }, AppContext.BaseDirectory);
+        Preprocessor = Preprocessor.Create(Profile, 40_000_000);
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (Restarted is not null) await Restarted.DisposeAsync();
+        Directory.Delete(CacheDirectory, recursive: true);
+    }
+}
+
+public sealed class QuantizationTests(QuantizedResNet18 quantized, Int8BackboneService service, Xunit.Abstractions.ITestOutputHelper output) : IClassFixture<QuantizedResNet18>, IClassFixture<Int8BackboneService>
 {
     [Fact]
     public void Weights_round_trip_within_half_a_step_of_their_output_channel_scale()
@@ -120,38 +168,61 @@ public sealed class QuantizationTests(QuantizedResNet18 quantized) : IClassFixtu
     [Fact]
     public async Task The_int8_profile_serves_under_its_own_fingerprint_and_reuses_its_cached_model_on_restart()
     {
-        var cache = Directory.CreateTempSubdirectory("graft-int8-cache-").FullName;
-        var settings = new Dictionary<string, string?>
-        {
-            ["Graft:Backbone:Profile"] = "resnet18-int8",
-            ["Graft:Backbone:CalibrationImages"] = "4",
-            ["Graft:Backbone:QuantizedCacheDirectory"] = cache,
-        };
-        try
-        {
-            BackboneInfo first;
-            await using (var factory = new BackboneFactory(settings))
-            {
-                first = await factory.CreateBackboneClient().DescribeAsync(new DescribeBackboneRequest());
-                Assert.Contains(factory.Logs.Entries, e => e.EventId.Id == 2102);
-            }
-            await using var restarted = new BackboneFactory(settings);
-            var client = restarted.CreateBackboneClient();
-            var second = await client.DescribeAsync(new DescribeBackboneRequest());
-            var image = ByteString.CopyFrom(File.ReadAllBytes(SampleImages.Load("test")[0].Path));
-            var reply = await client.ExtractAsync(new ExtractRequest { Image = image });
+        var second = await service.Client.DescribeAsync(new DescribeBackboneRequest());
+        var image = ByteString.CopyFrom(File.ReadAllBytes(SampleImages.Load("test")[0].Path));
+        var reply = await service.Client.ExtractAsync(new ExtractRequest { Image = image });
 
-            Assert.StartsWith("resnet18-int8:", first.Fingerprint);
-            Assert.Equal(first.Fingerprint, second.Fingerprint);
-            Assert.StartsWith("int8", second.Precision);
-            Assert.Contains(restarted.Logs.Entries, e => e.EventId.Id == 2103);
-            Assert.Single(Directory.GetFiles(cache, "*.onnx"));
-            Assert.Equal(512, reply.Dimension);
-        }
-        finally
+        Assert.StartsWith("resnet18-int8:", service.FirstStart.Fingerprint);
+        Assert.True(service.FirstStartQuantized, "the first start did not quantize (no event 2102)");
+        Assert.Equal(service.FirstStart.Fingerprint, second.Fingerprint);
+        Assert.StartsWith("int8", second.Precision);
+        Assert.Contains(service.Restarted.Logs.Entries, e => e.EventId.Id == 2103);
+        Assert.Single(Directory.GetFiles(service.CacheDirectory, "*.onnx"));
+        Assert.Equal(512, reply.Dimension);
+    }
+
+    [Fact]
+    public async Task The_int8_profile_exports_the_qdq_graph_it_serves_and_plain_onnx_runtime_gets_its_features_from_it()
+    {
+        // Arrange
+        var served = await service.Client.DescribeAsync(new DescribeBackboneRequest());
+        var sample = SampleImages.Load("test")[0];
+        var expected = await service.Client.ExtractAsync(new ExtractRequest { Image = ByteString.CopyFrom(sample.ReadBytes()) });
+
+        // Act: the graph as Gateway.ExportHead receives it.
+        ServedGraph? graph = null;
+        using var bytes = new MemoryStream();
+        using (var call = service.Client.ExportGraph(new ExportGraphRequest()))
         {
-            Directory.Delete(cache, recursive: true);
+            await foreach (var chunk in call.ResponseStream.ReadAllAsync())
+            {
+                graph ??= chunk.Graph;
+                chunk.Data.WriteTo(bytes);
+            }
         }
+        var file = bytes.ToArray();
+        var model = ModelProto.Parser.ParseFrom(file);
+
+        // Assert: the QDQ graph (BatchNormalization folded), under the serving fingerprint, which covers these bytes...
+        var ops = model.Graph.Node.GroupBy(n => n.OpType).ToDictionary(g => g.Key, g => g.Count());
+        Assert.True(ops.GetValueOrDefault("QuantizeLinear") > 0 && ops.GetValueOrDefault("DequantizeLinear") > 0,
+            $"no QDQ nodes in the exported graph: {string.Join(", ", ops.Select(o => $"{o.Key} {o.Value}"))}");
+        Assert.DoesNotContain("BatchNormalization", ops.Keys);
+        Assert.True(model.OpsetImport.Single(o => o.Domain is "" or "ai.onnx").Version >= Int8Quantizer.MinimumOpset);
+        Assert.Equal(served.Fingerprint, graph!.Fingerprint);
+        Assert.Equal(graph.ModelSha256, Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(file)));
+        Assert.Equal(graph.Fingerprint, BackboneModel.ComputeFingerprint(service.Profile, file, graph.OutputName));
+
+        // ...that a plain ONNX Runtime session runs to the service's own features.
+        using var session = new InferenceSession(file);
+        using var input = OrtValue.CreateTensorValueFromMemory(service.Preprocessor.Preprocess(sample.ReadBytes()), [1, .. graph.InputShape]);
+        using var options = new RunOptions();
+        using var outputs = session.Run(options, [graph.InputName], [input], [graph.OutputName]);
+        var actual = outputs[0].GetTensorDataAsSpan<float>().ToArray();
+        Assert.Equal(expected.Dimension, actual.Length);
+        var worst = expected.Features.Select((e, i) => Math.Abs(e - actual[i]) / Math.Max(1.0, Math.Abs(e))).Max();
+        output.WriteLine($"int8 served graph: {file.Length} bytes, {ops.GetValueOrDefault("QuantizeLinear")} QuantizeLinear, {ops.GetValueOrDefault("DequantizeLinear")} DequantizeLinear; largest feature difference {worst:G3}");
+        Assert.True(worst <= 1e-4, $"the exported int8 graph differs from the service's features by up to {worst:G3} (relative, floor 1)");
     }
 
     private static double Cosine(float[] a, float[] b)

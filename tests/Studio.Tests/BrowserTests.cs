@@ -83,6 +83,29 @@ public sealed class BrowserTests(StudioFixture fixture)
     }
 
     [Fact]
+    public async Task A_person_downloads_a_head_version_as_one_onnx_file_that_onnx_runtime_loads()
+    {
+        var head = await fixture.SharedHeadAsync();
+        var info = await fixture.Stack.GatewayClient.GetHeadAsync(new GetHeadRequest { Name = head }, fixture.Stack.PredictHeaders);
+        var page = await OpenStudioAsync(signIn: true);
+        var card = page.Locator($"#heads article[data-head='{head}']");
+        await Expect(card).ToContainTextAsync($"serving v{info.ActiveVersion}", new() { Timeout = Slow });
+        var button = card.GetByRole(AriaRole.Button, new() { Name = $"Download ONNX v{info.ActiveVersion}" });
+
+        var download = await page.RunAndWaitForDownloadAsync(() => button.ClickAsync(), new() { Timeout = Slow });
+
+        Assert.Equal($"{head}-v{info.ActiveVersion}.onnx", download.SuggestedFilename);
+        using (var session = new Microsoft.ML.OnnxRuntime.InferenceSession(await download.PathAsync()))
+        {
+            Assert.Equal(head, session.ModelMetadata.CustomMetadataMap["graft.head"]);
+            Assert.Equal(["pixels"], session.InputMetadata.Keys);
+        }
+        await Expect(page.Locator("#notice")).ToContainTextAsync($"Downloaded {head}-v{info.ActiveVersion}.onnx");
+        await Expect(button).ToBeEnabledAsync();
+        Assert.Empty(_outside);
+    }
+
+    [Fact]
     public async Task A_bad_upload_is_refused_with_a_message_naming_the_file_and_a_missing_token_is_explained()
     {
         var notAnImage = Path.Combine(Path.GetTempPath(), $"notes-{Guid.NewGuid():N}.png");

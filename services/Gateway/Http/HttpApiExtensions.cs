@@ -8,7 +8,7 @@ using Microsoft.OpenApi.Models;
 namespace Graft.Gateway.Http;
 
 /// <summary>The gateway's HTTP face, beside gRPC: REST/JSON transcoded from the protos, file-upload predict, training
-/// over HTTP, the Open Inference Protocol, the OpenAPI document with its page, and the studio. Served on every
+/// over HTTP, ONNX export downloads, the Open Inference Protocol, the OpenAPI document with its page, and the studio. Served on every
 /// endpoint; in practice on the HTTP/1.1 port (5101 by default), since the gRPC port speaks HTTP/2 only.</summary>
 public static class HttpApiExtensions
 {
@@ -38,7 +38,9 @@ public static class HttpApiExtensions
         });
         if (options.CorsOrigins is { Length: > 0 } origins)
         {
-            services.AddCors(o => o.AddPolicy(CorsPolicy, p => p.WithOrigins(origins).WithHeaders("authorization", "content-type").AllowAnyMethod()));
+            services.AddCors(o => o.AddPolicy(CorsPolicy, p => p.WithOrigins(origins).WithHeaders("authorization", "content-type").AllowAnyMethod()
+                // A page elsewhere reads the download's file name and digest too.
+                .WithExposedHeaders("content-disposition", ExportEndpoint.Sha256Header)));
         }
         return services;
     }
@@ -85,6 +87,9 @@ public static class HttpApiExtensions
         app.MapPost(TrainEndpoint.Route, TrainEndpoint.HandleAsync)
             .WithTags("Gateway").WithSummary("Train a head from a multipart upload (fields class:<label> or value:<number>, optional spec JSON and kind); progress as NDJSON")
             .Accepts<IFormFile>("multipart/form-data").DisableAntiforgery();
+        app.MapGet(ExportEndpoint.Route, ExportEndpoint.HandleAsync)
+            .WithTags("Gateway").WithSummary("Export a head version as one ONNX file (backbone + head): ?version=N (default: the serving one)&input=pixels|tensor; the file as application/octet-stream")
+            .Produces(StatusCodes.Status200OK, contentType: "application/octet-stream");
         app.MapOpenInference();
         return app;
     }

@@ -67,6 +67,28 @@ export const api = {
   remove: async (name, version = 0) => (await call('DELETE', `/v1/heads/${encodeURIComponent(name)}${version ? `?version=${version}` : ''}`)).json(),
   predict: async (blob) => (await call('POST', '/v1/predict/upload?top_k=5', blob, blob.type || 'application/octet-stream')).json(),
 
+  /** Downloads one version as an ONNX file (backbone + head); calls onProgress(bytes, total) as pieces arrive and
+   *  resolves with { blob, fileName }. The token goes in a header, so this is a fetch, not a plain link. */
+  async exportOnnx(name, version, onProgress) {
+    const response = await call('GET', `/v1/heads/${encodeURIComponent(name)}/export?version=${version}&input=pixels`);
+    const total = Number(response.headers.get('Content-Length')) || 0;
+    const fileName = /filename="([^"]+)"/.exec(response.headers.get('Content-Disposition') || '')?.[1] || `${name}-v${version}.onnx`;
+    const reader = response.body.getReader();
+    const parts = [];
+    let received = 0;
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        parts.push(value);
+        received += value.length;
+        onProgress(received, total);
+      }
+    } catch { /* the connection broke: the length check below says so */ }
+    if (total && received !== total) throw new Error(`The download broke off after ${received} of ${total} bytes; try again.`);
+    return { blob: new Blob(parts, { type: 'application/octet-stream' }), fileName };
+  },
+
   /** Trains from a FormData upload; calls onProgress for every NDJSON line; resolves with the last (published) one. */
   async train(name, form, onProgress) {
     const response = await call('POST', `/v1/heads/${encodeURIComponent(name)}/train`, form);

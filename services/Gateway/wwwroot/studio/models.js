@@ -47,18 +47,53 @@ function versionRow(h, v) {
   const serving = v.version === h.activeVersion;
   const quality = classifier ? `accuracy ${pct(m.accuracy)}` : `MAE ${num(m.mae)}`;
   const baseline = classifier ? `accuracy ${pct(m.baselineAccuracy)}` : `MAE ${num(m.baselineMae)}`;
+  const download = el('button', { type: 'button', class: 'download', title: 'One ONNX file with the backbone and this version: runs in ONNX Runtime anywhere (see the README, Export)' },
+    `Download ONNX v${v.version}`);
+  download.addEventListener('click', () => downloadOnnx(download, h.name, v.version));
   const actions = serving
-    ? el('span', { class: 'tag ok' }, 'active')
+    ? el('span', {}, el('span', { class: 'tag ok' }, 'active'), ' ', download)
     : el('span', {},
       el('button', { type: 'button', onclick: () => activate(h.name, v.version) }, `Activate v${v.version}`),
       ' ',
-      el('button', { type: 'button', class: 'danger', onclick: () => removeVersion(h.name, v.version) }, `Delete v${v.version}`));
+      el('button', { type: 'button', class: 'danger', onclick: () => removeVersion(h.name, v.version) }, `Delete v${v.version}`),
+      ' ',
+      download);
   return el('tr', { 'data-version': v.version },
     el('th', { scope: 'row' }, `v${v.version}`),
     el('td', {}, v.created ? new Date(v.created).toLocaleString() : ''),
     el('td', {}, v.loadError ? el('span', { class: 'warn' }, v.loadError) : quality),
     el('td', {}, baseline),
     el('td', {}, actions));
+}
+
+const mb = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`;
+
+/** Fetches the file (the token travels in a header) and hands it to the browser as a download through an object URL;
+ *  the button shows the progress meanwhile. */
+async function downloadOnnx(button, name, version) {
+  const label = button.textContent;
+  button.disabled = true;
+  button.setAttribute('aria-busy', 'true');
+  button.textContent = 'Preparing…';
+  try {
+    const { blob, fileName } = await api.exportOnnx(name, version, (received, total) => {
+      button.textContent = total ? `Downloading… ${Math.floor((100 * received) / total)} %` : `Downloading… ${mb(received)}`;
+    });
+    const url = URL.createObjectURL(blob);
+    const link = el('a', { href: url, download: fileName, hidden: true });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    // The browser reads the URL after click() returns; revoke it once it surely has.
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+    say(`Downloaded ${fileName} (${mb(blob.size)}): ${name} v${version} with its backbone, one ONNX file.`, 'ok');
+  } catch (e) {
+    say(`Could not download ${name} v${version}: ${e.message}`);
+  } finally {
+    button.textContent = label;
+    button.disabled = false;
+    button.removeAttribute('aria-busy');
+  }
 }
 
 async function activate(name, version) {
