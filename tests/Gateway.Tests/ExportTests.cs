@@ -104,23 +104,7 @@ public sealed class ExportTests(StackFixture fixture, ITestOutputHelper output)
         // Arrange: a head trained on features from another backbone (straight through HeadService).
         await fixture.HeadsAsync();
         const string stale = "stale-probe";
-        using (var train = fixture.Stack.HeadsClient.Train())
-        {
-            await train.RequestStream.WriteAsync(new TrainHeadRowsRequest
-            {
-                Spec = new HeadSpec { Name = stale, Kind = HeadKind.Regressor, Epochs = 1, BackboneFingerprint = "resnet18:0000000000000000" },
-            });
-            var rows = new FeatureRows();
-            for (var i = 0; i < 10; i++)
-            {
-                rows.Rows.Add(new FeatureRow { Features = { Enumerable.Range(0, 512).Select(j => (float)((i * 31 + j) % 7)) }, Value = i });
-            }
-            await train.RequestStream.WriteAsync(new TrainHeadRowsRequest { Rows = rows });
-            await train.RequestStream.CompleteAsync();
-            await foreach (var _ in train.ResponseStream.ReadAllAsync())
-            {
-            }
-        }
+        await StaleHeads.TrainAsync(fixture.Stack.HeadsClient, stale);
         try
         {
             // Act

@@ -5,6 +5,7 @@ using System.Text.Json;
 using Google.Protobuf;
 using Graft.Backbone.Imaging;
 using Graft.Backbone.Model;
+using Graft.Testing;
 using Graft.V1;
 using Grpc.Core;
 using Microsoft.ML.OnnxRuntime;
@@ -68,23 +69,7 @@ public sealed class ExportDownloadTests(StudioFixture fixture, ITestOutputHelper
         // Arrange: a head trained on features of another backbone (straight through HeadService).
         var head = await fixture.SharedHeadAsync();
         const string stale = "stale-download";
-        using (var train = fixture.Stack.HeadsClient.Train())
-        {
-            await train.RequestStream.WriteAsync(new TrainHeadRowsRequest
-            {
-                Spec = new HeadSpec { Name = stale, Kind = HeadKind.Regressor, Epochs = 1, BackboneFingerprint = "resnet18:0000000000000000" },
-            });
-            var rows = new FeatureRows();
-            for (var i = 0; i < 10; i++)
-            {
-                rows.Rows.Add(new FeatureRow { Features = { Enumerable.Range(0, 512).Select(j => (float)((i * 31 + j) % 7)) }, Value = i });
-            }
-            await train.RequestStream.WriteAsync(new TrainHeadRowsRequest { Rows = rows });
-            await train.RequestStream.CompleteAsync();
-            await foreach (var _ in train.ResponseStream.ReadAllAsync())
-            {
-            }
-        }
+        await StaleHeads.TrainAsync(fixture.Stack.HeadsClient, stale);
         using var anonymous = fixture.Client();
         using var wrongToken = fixture.Client("not-the-admin-token");
         using var admin = fixture.Client(fixture.AdminToken);
