@@ -37,6 +37,10 @@ internal static class ChildLauncher
     {
         var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         Requests.Add((process, started));
-        started.Task.GetAwaiter().GetResult();
+        // Bounded: a start that never returns must fail the caller with a reason, not hang it.
+        if (!started.Task.Wait(TimeSpan.FromSeconds(60)))
+        {
+            throw new TimeoutException($"Starting {process.StartInfo.FileName} did not return within 60 s.");
+        }
     }
 }

@@ -123,6 +123,7 @@ public sealed partial class ServiceProcess : IAsyncDisposable
     /// <summary>Starts the process (it must not be running) and returns without waiting for it to be ready.</summary>
     public void Start()
     {
+        Process process;
         lock (_gate)
         {
             if (_process is { HasExited: false })
@@ -134,20 +135,25 @@ public sealed partial class ServiceProcess : IAsyncDisposable
                 throw new FileNotFoundException($"{Launch.Dll} is missing: build the service first.", Launch.Dll);
             }
             _process?.Dispose();
+            _process = null;
             _stopRequested = false;
             var run = ++_runs;
             var info = StartInfo();
             var log = _log ??= OpenLog();
-            var process = new Process { StartInfo = info, EnableRaisingEvents = true };
+            process = new Process { StartInfo = info, EnableRaisingEvents = true };
             process.OutputDataReceived += (_, e) => Capture(run, log, e.Data);
             process.ErrorDataReceived += (_, e) => Capture(run, log, e.Data);
             process.Exited += (_, _) => OnExited(process, run);
-            ChildLauncher.Start(process);
-            process.BeginOutputReadLine();
-            process.BeginErrorReadLine();
-            _process = process;
-            Live[this] = 0;
         }
+        // Not under _gate: this waits for the launcher thread, while the previous run's Exited handler takes _gate.
+        ChildLauncher.Start(process);
+        lock (_gate)
+        {
+            _process = process;
+        }
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        Live[this] = 0;
     }
 
     /// <summary>Starts the process and waits until it reports SERVING.</summary>
