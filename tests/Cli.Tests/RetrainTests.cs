@@ -27,7 +27,7 @@ public sealed class RetrainTests(ITestOutputHelper output)
         {
             var samples = SampleImages.Load("train", Classes).GroupBy(s => s.Label).SelectMany(g => g.Take(5)).ToList();
             var images = samples.Select(s => ByteString.CopyFrom(s.ReadBytes())).ToList();
-            var distinctBytes = images.Select(i => Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(i.Span))).Distinct().Count();
+            var distinctImages = images.Select(i => Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(i.Span))).Distinct().Count();
             var setBytes = images.Sum(i => (long)i.Length);
             // One training set may hold these 15 images, not 30.
             var limit = new Dictionary<string, string>
@@ -48,7 +48,7 @@ public sealed class RetrainTests(ITestOutputHelper output)
                     samples.Select((s, i) => new LabelledImage { Image = images[i], Value = s.Length }));
                 fp32 = kind.BackboneFingerprint;
 
-                Assert.Equal(distinctBytes, ImageFiles(store).Count);
+                Assert.Equal(distinctImages, ImageFiles(store).Count);
                 Assert.Equal(2, DatasetFiles(store).Count);
                 var listed = await stack.GatewayClient.ListHeadsAsync(new ListHeadsRequest(), stack.AdminHeaders);
                 var kindVersion = listed.Heads.Single(h => h.Name == "kind").Versions.Single();
@@ -69,6 +69,15 @@ public sealed class RetrainTests(ITestOutputHelper output)
             }
             output.WriteLine($"first stack trained 3 heads: {clock.Elapsed.TotalSeconds:0.0} s");
 
+            // What a crash between storing and publishing leaves: a set no version names, and an image only it used.
+            var orphanSet = Path.Combine(store, "datasets", new string('0', 64) + ".json");
+            var orphanImage = Path.Combine(store, "images", "ff", new string('f', 64));
+            Directory.CreateDirectory(Path.GetDirectoryName(orphanImage)!);
+            await File.WriteAllTextAsync(orphanSet, "{}");
+            await File.WriteAllBytesAsync(orphanImage, [1, 2, 3]);
+            File.SetLastWriteTimeUtc(orphanSet, DateTime.UtcNow.AddDays(-2));
+            File.SetLastWriteTimeUtc(orphanImage, DateTime.UtcNow.AddDays(-2));
+
             // Act: the same registry and store behind an int8 backbone.
             await using (var stack = await ServiceStack.StartAsync(new ServiceStackOptions
                          {
@@ -82,6 +91,10 @@ public sealed class RetrainTests(ITestOutputHelper output)
                          }))
             {
                 output.WriteLine($"int8 stack up: {clock.Elapsed.TotalSeconds:0.0} s");
+                await Eventually.TrueAsync(() => !File.Exists(orphanSet) && !File.Exists(orphanImage), TimeSpan.FromSeconds(60),
+                    "the start-up collection to remove the orphaned training set and its image");
+                Assert.Equal(2, DatasetFiles(store).Count);
+                Assert.Equal(distinctImages, ImageFiles(store).Count);
                 var described = await stack.GatewayClient.DescribeAsync(new DescribeRequest(), stack.AdminHeaders);
                 var int8 = described.Backbone.Fingerprint;
                 Assert.StartsWith("resnet18-int8:", int8);
@@ -98,6 +111,17 @@ public sealed class RetrainTests(ITestOutputHelper output)
                 Assert.Contains("Retrained 2 of 3 stale head(s); 1 failed.", run.Stdout);
                 Assert.Contains("'private' v1 is not retrainable", run.Stderr);
                 Assert.Contains("keep_training_data off", run.Stderr);
+
+                // The same refusal over HTTP (the transcoded POST /v1/heads/{name}:retrain).
+                using (var http = new HttpClient { BaseAddress = stack.Gateway.HttpAddress })
+                {
+                    using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/heads/private:retrain") { Content = new StringContent("{}", System.Text.Encoding.UTF8, "application/json") };
+                    request.Headers.Authorization = new("Bearer", stack.Options.AdminToken);
+                    using var response = await http.SendAsync(request);
+                    var body = await response.Content.ReadAsStringAsync();
+                    Assert.True(response.StatusCode == System.Net.HttpStatusCode.BadRequest, $"{(int)response.StatusCode}: {body}");
+                    Assert.Contains("not retrainable", body);
+                }
 
                 var kind = await stack.GatewayClient.GetHeadAsync(new GetHeadRequest { Name = "kind" }, stack.AdminHeaders);
                 Assert.False(kind.Stale);
@@ -123,7 +147,7 @@ public sealed class RetrainTests(ITestOutputHelper output)
                 // Deleting one user of the shared images releases its set but keeps the images; the last user frees them.
                 await stack.GatewayClient.DeleteHeadAsync(new DeleteHeadRequest { Name = "length" }, stack.AdminHeaders);
                 Assert.Single(DatasetFiles(store));
-                Assert.Equal(distinctBytes, ImageFiles(store).Count);
+                Assert.Equal(distinctImages, ImageFiles(store).Count);
                 await stack.GatewayClient.DeleteHeadAsync(new DeleteHeadRequest { Name = "kind" }, stack.AdminHeaders);
                 Assert.Empty(DatasetFiles(store));
                 Assert.Empty(ImageFiles(store));

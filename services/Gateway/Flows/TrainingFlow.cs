@@ -72,7 +72,7 @@ public sealed partial class TrainingFlow(
         if (spec.Dataset.Length == 0)
         {
             var why = spec is { HasKeepTrainingData: true, KeepTrainingData: false }
-                ? "it was trained with keep_training_data off (or on a gateway without a training-set store)"
+                ? "it was trained with keep_training_data off, or on a gateway without a training-set store"
                 : "it was trained before training sets were kept, or from feature rows straight through HeadService";
             throw new RpcException(new Status(StatusCode.FailedPrecondition,
                 $"head '{head.Name}' v{source.Version} is not retrainable: no training set is stored for it ({why}). " +
