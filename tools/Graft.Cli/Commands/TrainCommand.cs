@@ -30,10 +30,15 @@ public static class TrainCommand
         Option<double?> weightDecay = new("--weight-decay") { Description = $"L2 weight decay (server default {TrainingDefaults.Text(TrainingDefaults.WeightDecay)})." };
         Option<double?> dropout = new("--dropout") { Description = $"Classifier dropout (server default {TrainingDefaults.Text(TrainingDefaults.Dropout)})." };
         Option<string?> description = new("--description") { Description = "Free text stored with the version." };
+        Option<bool> noKeep = new("--no-keep-data")
+        {
+            Description = "Do not keep the images on the server (for data that must not be stored). The head is then not retrainable: " +
+                          "after a backbone change it must be trained again from its images instead of `graft heads retrain`.",
+        };
 
         var command = new Command("train", "Train a head on labelled images and publish it as a new version.")
         {
-            head, kind, data, epochs, lr, hidden, val, batch, seed, patience, weightDecay, dropout, description,
+            head, kind, data, epochs, lr, hidden, val, batch, seed, patience, weightDecay, dropout, description, noKeep,
         };
         command.SetRun(async (parse, ct) =>
         {
@@ -52,6 +57,7 @@ public static class TrainCommand
             if (parse.GetValue(patience) is { } p) spec.Patience = p;
             if (parse.GetValue(weightDecay) is { } w) spec.WeightDecay = w;
             if (parse.GetValue(dropout) is { } d) spec.Dropout = d;
+            if (parse.GetValue(noKeep)) spec.KeepTrainingData = false;
 
             using var session = GlobalOptions.Connect(parse);
             var summary = headKind == HeadKind.Classifier
