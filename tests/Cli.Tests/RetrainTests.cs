@@ -44,8 +44,17 @@ public sealed class RetrainTests(ITestOutputHelper output)
                     samples.Select((s, i) => new LabelledImage { Image = images[i], Label = s.Label }));
                 await TrainAsync(stack, new HeadSpec { Name = "length", Kind = HeadKind.Regressor, Epochs = 5 },
                     samples.Select((s, i) => new LabelledImage { Image = images[i], Value = s.Length }));
-                await TrainAsync(stack, new HeadSpec { Name = "private", Kind = HeadKind.Regressor, Epochs = 2, KeepTrainingData = false },
-                    samples.Select((s, i) => new LabelledImage { Image = images[i], Value = s.Length }));
+                // The opted-out head, through the CLI, on images no other head uses: none of them may reach the store.
+                var privateData = Directory.CreateDirectory(Path.Combine(registry, "..", Path.GetFileName(registry) + "-private")).FullName;
+                foreach (var sample in SampleImages.Load("test", Classes).GroupBy(s => s.Label).SelectMany(g => g.Take(3)))
+                {
+                    var folder = Directory.CreateDirectory(Path.Combine(privateData, sample.Label)).FullName;
+                    File.Copy(sample.Path, Path.Combine(folder, Path.GetFileName(sample.Path)));
+                }
+                var trainPrivate = await GraftCli.RunAsync(Path.GetTempPath(), "--gateway", stack.Gateway.GrpcAddress.ToString(), "--token", stack.Options.AdminToken!,
+                    "train", "private", "--data", privateData, "--epochs", "2", "--no-keep-data");
+                Directory.Delete(privateData, recursive: true);
+                Assert.True(trainPrivate.ExitCode == 0, trainPrivate.ToString());
                 fp32 = kind.BackboneFingerprint;
 
                 Assert.Equal(distinctImages, ImageFiles(store).Count);
