@@ -264,9 +264,9 @@ public sealed class HeadTrainer(IOptions<HeadOptions> options)
         {
             using var scope = NewDisposeScope();
             var index = tensor(chunk.Select(i => (long)i).ToArray(), device: x.device);
-            var features = tail.call(x.index_select(0, index)).to(ScalarType.Float64).cpu();
-            var s = features.sum(0).data<double>().ToArray();
-            var q = features.square().sum(0).data<double>().ToArray();
+            var features = tail.call(x.index_select(0, index)).to_type(ScalarType.Float64).cpu();
+            var s = features.sum(0L).data<double>().ToArray();
+            var q = features.square().sum(0L).data<double>().ToArray();
             sums ??= new double[s.Length];
             sumSq ??= new double[s.Length];
             for (var j = 0; j < s.Length; j++)
