@@ -138,6 +138,26 @@ public sealed class FineTuningTests(FashionCuts cuts, ITestOutputHelper output) 
     }
 
     [Fact]
+    public async Task Views_of_one_image_validate_together_and_augmented_views_only_train()
+    {
+        // Each of the 12 images: its original row and one augmented view, sharing a source.
+        var rows = cuts.Train.SelectMany((s, i) => new[] { s.FinalClassRow(), s.FinalClassRow() }
+            .Select((row, view) => { row.Source = i + 1; row.Augmented = view == 1; return row; })).ToList();
+        var spec = new HeadSpec
+        {
+            Name = "views", Kind = HeadKind.Classifier, BackboneFingerprint = cuts.Fingerprint, Depth = HeadDepth.Probe, Epochs = 3, ValidationFraction = 0.25,
+        };
+
+        var published = await _host.Client.TrainPublishedAsync(spec, rows);
+
+        // 3 of the 12 images validate with their original row only; their views are dropped, the other 9 train with both rows.
+        Assert.Equal(3, published.Metrics.ValidationRows);
+        Assert.Equal(18, published.Metrics.TrainRows);
+        Assert.Equal(HeadDepth.Probe, published.Spec.Depth);
+        Assert.Empty(published.Spec.Hidden?.Sizes ?? []);
+    }
+
+    [Fact]
     public async Task Exporting_a_fine_tuned_version_is_refused_with_the_reason()
     {
         await TrainLastBlock("shoes");
