@@ -56,8 +56,9 @@ public sealed record HeadManifest
     public long TailBytes { get; init; }
     public long TailParameterCount { get; init; }
 
+    /// <summary>True for a version that takes cut-point activations through its own retrained tail.</summary>
     [JsonIgnore]
-    public bool FineTuned => TailFile.Length > 0;
+    public bool FineTuned => CutPoint.Length > 0;
 
     private static readonly JsonSerializerOptions Json = new()
     {
@@ -90,7 +91,7 @@ public sealed record HeadManifest
         {
             throw new InvalidDataException($"{FileName} has format {m.Format}; this service reads formats {CurrentFormat} and {FineTunedFormat}.");
         }
-        if (m.FineTuned != (m.Format == FineTunedFormat) || m.FineTuned != (m.CutPoint.Length > 0)
+        if (m.FineTuned != (m.Format == FineTunedFormat) || m.FineTuned != (m.TailFile.Length > 0)
             || (m.FineTuned && (m.TailSha256.Length != 64 || m.CutShape.Count == 0 || m.TailFile.Contains('/') || m.TailFile.Contains(".."))))
         {
             throw new InvalidDataException($"{FileName} has an inconsistent fine-tuned tail reference (format {m.Format}, cut point '{m.CutPoint}', tail file '{m.TailFile}').");

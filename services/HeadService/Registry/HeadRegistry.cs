@@ -64,6 +64,10 @@ public sealed partial class HeadRegistry
         {
             throw HeadException.Invalid(HeadName.Problem(draft.Name)!);
         }
+        if (draft.FineTuned != tail is not null)
+        {
+            throw new ArgumentException(draft.FineTuned ? "A fine-tuned version needs its tail." : "Only a fine-tuned version has a tail.", nameof(tail));
+        }
         var headDir = Path.Combine(Root, draft.Name);
         Directory.CreateDirectory(headDir);
         var sha = Convert.ToHexStringLower(SHA256.HashData(weights));

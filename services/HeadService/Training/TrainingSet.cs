@@ -115,7 +115,7 @@ public sealed class TrainingSetBuilder(TrainingSettings settings, HeadOptions op
         _rows++;
     }
 
-    /// <summary>Checks the whole set and returns it; labels come out sorted (ordinal) and classes renumbered to match.</summary>
+    /// <summary>Checks the whole set and returns it (once); labels come out sorted (ordinal) and classes renumbered to match.</summary>
     public TrainingSet Build()
     {
         var h = settings.Hyperparameters;
@@ -163,7 +163,11 @@ public sealed class TrainingSetBuilder(TrainingSettings settings, HeadOptions op
             throw HeadException.Invalid(
                 $"A head of {headInputs} inputs, hidden {string.Join('x', h.HiddenSizes)} and {outputs} outputs has {parameters} parameters; the limit is {options.MaxHeadParameters} (Graft:Heads:MaxHeadParameters).");
         }
-        return new TrainingSet(_rows, _dimension, _features.ToArray(), settings.Kind == HeadKind.Regressor ? _values.ToArray() : null, classes, labels)
+        // Cut-point rows can fill hundreds of MB: hand the values over and let the growing list go at once.
+        var features = _features.ToArray();
+        _features.Clear();
+        _features.TrimExcess();
+        return new TrainingSet(_rows, _dimension, features, settings.Kind == HeadKind.Regressor ? _values.ToArray() : null, classes, labels)
         {
             Sources = sources,
             Augmented = augmented,
