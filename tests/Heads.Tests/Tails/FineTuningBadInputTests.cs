@@ -139,4 +139,16 @@ public sealed class FineTuningBadInputTests(FashionCuts cuts) : IAsyncLifetime
         Assert.Contains("fewer images", detail);
         Assert.Contains("probe or mlp", detail);
     }
+
+    [Fact]
+    public async Task Cut_features_whose_values_do_not_fill_their_shape_are_invalid_argument()
+    {
+        var request = cuts.Test[0].Request(cuts.Fingerprint);
+        request.CutFeatures[0].Values.RemoveAt(0);
+
+        var detail = await RpcAssert.Fails(StatusCode.InvalidArgument, () => _host.Client.PredictAsync(request).ResponseAsync);
+
+        Assert.Contains("cut_features[0] (last-block) has 25087 values", detail);
+        Assert.Contains("25088", detail);
+    }
 }
