@@ -34,19 +34,26 @@ internal static class ProtoMapping
         info.InputDimension = m.InputDimension;
         info.BackboneFingerprint = m.BackboneFingerprint;
         info.Created = Timestamp.FromDateTimeOffset(m.Created);
-        info.SizeBytes = m.WeightsBytes;
+        info.SizeBytes = m.WeightsBytes + m.TailBytes;
         var h = m.Hyperparameters;
         info.Spec = new HeadSpec
         {
             Name = m.Name, Kind = info.Kind, BackboneFingerprint = m.BackboneFingerprint, Description = m.Description,
             Epochs = h.Epochs, LearningRate = h.LearningRate, BatchSize = h.BatchSize, WeightDecay = h.WeightDecay,
             ValidationFraction = h.ValidationFraction, Patience = h.Patience, Seed = h.Seed, Dropout = h.Dropout,
-            Dataset = m.Dataset,
+            Depth = m.Depth, DepthReason = m.DepthReason, Dataset = m.Dataset,
         };
         if (m.KeepTrainingData is { } keep)
         {
             info.Spec.KeepTrainingData = keep;
         }
+        if (m.FineTuned)
+        {
+            info.Spec.TailLearningRate = h.TailLearningRate;
+        }
+        info.CutPoint = m.CutPoint;
+        info.CutShape.AddRange(m.CutShape);
+        info.DepthReason = m.DepthReason;
         if (h.HiddenSpecified)
         {
             info.Spec.Hidden = new HiddenLayers();
