@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.InteropServices;
 using Graft.Backbone.Batching;
 using Graft.Backbone.Caching;
@@ -60,7 +61,9 @@ public sealed class FeatureExtractor(BackboneModel model, Preprocessor preproces
         var outputs = ResolveCutPoints(cutPoints);
         var key = cache.KeyFor("image", image.Span);
         if (TryHit(key, cutPoints) is { } hit) return hit;
+        var started = Stopwatch.GetTimestamp();
         var input = preprocessor.Preprocess(image.Span);
+        metrics.StageTook(BackboneMetrics.Stages.Preprocess, Stopwatch.GetElapsedTime(started).TotalSeconds);
         return await RunAsync(key, input, cutPoints, outputs, cancellationToken).ConfigureAwait(false);
     }
 
