@@ -54,12 +54,8 @@ public sealed partial class Runner
                 spec.BackboneFingerprint = (await calls.ExtractAsync(seed[0])).Fingerprint;
                 await calls.TrainOnFeaturesAsync(spec, rows);
                 string[] heads = ["where-head"];
-                // Warm-up: JIT tiers, pools and connections at every level.
-                foreach (var c in concurrency)
-                {
-                    var warm = FreshImages(Math.Max(16, 2 * c));
-                    await LoadRunner.RunAsync(c, warm.Count, async i => (await calls.PredictAsync(warm[i], heads)).CacheHit);
-                }
+                await WarmUpAsync(calls.ExtractAsync);
+                await WarmUpAsync(image => calls.PredictAsync(image, heads));
                 stacks.Add((config, stack, calls, heads));
                 log($"where: stack '{config.Name}' up ({string.Join(", ", config.Environment.Select(e => $"{e.Key}={e.Value}"))})");
             }

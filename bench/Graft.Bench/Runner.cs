@@ -241,10 +241,29 @@ public sealed partial class Runner(BenchPlan plan, string repoRoot, string outDi
         return new LevelResult(concurrency, stats, hits, dBatches > 0 ? dInferences / dBatches : double.NaN, cpuPerImage);
     }
 
+    /// <summary>Brings the stack to steady state before a section measures it: calls at concurrency 1 and 16 until
+    /// tiered compilation has recompiled the hot paths of every service, then a pause for its background compiler.
+    /// With 8 calls, the first measured level (concurrency 1) paid for that JIT: the Gateway and HeadService spent
+    /// 8-16 ms of CPU per image in their ".NET Tiered Compilation" thread, a core taken from ONNX Runtime
+    /// (bench --where; see bench/README.md).</summary>
+    private async Task WarmUpAsync<T>(Func<FashionImage, Task<T>> call)
+    {
+        foreach (var concurrency in new[] { 1, 16 })
+        {
+            var images = FreshImages(WarmUpCalls);
+            await LoadRunner.RunAsync(concurrency, images.Count, async i => { await call(images[i]); return false; });
+        }
+        await Task.Delay(TimeSpan.FromSeconds(1));
+    }
+
+    /// <summary>Calls per concurrency in <see cref="WarmUpAsync{T}"/>: past the runtime's 30-call tier-up threshold
+    /// for every method on the path, with its instrumented tier in between.</summary>
+    private int WarmUpCalls => plan.Name == "quick" ? 40 : 120;
+
     private async Task RunExtractAsync(Results results, GraftStack stack, GraftCalls calls)
     {
         // Warm-up: first runs plan the graph and fill the pools.
-        foreach (var image in FreshImages(8)) await calls.ExtractAsync(image);
+        await WarmUpAsync(calls.ExtractAsync);
         foreach (var c in plan.Concurrency)
         {
             var images = FreshImages(plan.RequestsPerLevel);
@@ -297,7 +316,7 @@ public sealed partial class Runner(BenchPlan plan, string repoRoot, string outDi
     private async Task RunPredictAsync(Results results, GraftStack stack, GraftCalls calls)
     {
         string[] heads = [MlpHead];
-        foreach (var image in FreshImages(8)) await calls.PredictAsync(image, heads);
+        await WarmUpAsync(image => calls.PredictAsync(image, heads));
         foreach (var c in plan.Concurrency)
         {
             var images = FreshImages(plan.RequestsPerLevel);

@@ -23,6 +23,7 @@ public sealed class DynamicBatcher : IAsyncDisposable
     private readonly Channel<List<Pending>> _batches = Channel.CreateUnbounded<List<Pending>>(new UnboundedChannelOptions { SingleWriter = true });
     private readonly SemaphoreSlim _freeWorkers;
     private readonly Task _collector;
+    private int _arriving;
     private readonly Task[] _workers;
 
     /// <summary>Creates a batcher over a single-output batch function; <paramref name="run"/> is called by up to
@@ -67,6 +68,15 @@ public sealed class DynamicBatcher : IAsyncDisposable
 
     public TimeSpan MaxQueueDelay => _maxQueueDelay;
 
+    /// <summary>Announces an input on its way (being decoded and preprocessed). A batch waits up to <c>maxQueueDelay</c>
+    /// for inputs only while some are announced: with none on the way, waiting could only add latency, so a lone
+    /// request runs at once. The announcement ends when the input is queued (or when disposed, if it never is).</summary>
+    public Arrival Announce()
+    {
+        Interlocked.Increment(ref _arriving);
+        return new Arrival(this);
+    }
+
     /// <summary>Queues one preprocessed input and returns its features once its batch has run.</summary>
     /// <exception cref="OperationCanceledException">The caller cancelled (or its deadline passed) before the run.</exception>
     public async Task<float[]> EnqueueAsync(float[] input, CancellationToken cancellationToken) =>
@@ -75,17 +85,28 @@ public sealed class DynamicBatcher : IAsyncDisposable
     /// <summary>Queues one preprocessed input and returns the requested model outputs (0 = final features) once its
     /// batch has run: result[k] is output <paramref name="outputs"/>[k].</summary>
     /// <exception cref="OperationCanceledException">The caller cancelled (or its deadline passed) before the run.</exception>
-    public Task<float[][]> EnqueueAsync(float[] input, IReadOnlyList<int> outputs, CancellationToken cancellationToken)
+    /// <param name="input">One preprocessed input, without the batch dimension.</param>
+    /// <param name="outputs">Model outputs wanted (0 = the final features).</param>
+    /// <param name="cancellationToken">Cancels the wait; a cancelled input is skipped rather than run.</param>
+    /// <param name="arrival">This input's announcement (see <see cref="Announce"/>), ended once the input is queued.</param>
+    public Task<float[][]> EnqueueAsync(float[] input, IReadOnlyList<int> outputs, CancellationToken cancellationToken, Arrival? arrival = null)
     {
-        cancellationToken.ThrowIfCancellationRequested();
-        var pending = new Pending(input, outputs, cancellationToken, Stopwatch.GetTimestamp());
-        // The caller is released at once on cancellation; the worker then skips the input.
-        pending.Registration = cancellationToken.Register(static p => ((Pending)p!).Cancel(), pending);
-        if (!_queue.Writer.TryWrite(pending))
+        try
         {
-            throw new ObjectDisposedException(nameof(DynamicBatcher), "The backbone is shutting down.");
+            cancellationToken.ThrowIfCancellationRequested();
+            var pending = new Pending(input, outputs, cancellationToken, Stopwatch.GetTimestamp());
+            // The caller is released at once on cancellation; the worker then skips the input.
+            pending.Registration = cancellationToken.Register(static p => ((Pending)p!).Cancel(), pending);
+            if (!_queue.Writer.TryWrite(pending))
+            {
+                throw new ObjectDisposedException(nameof(DynamicBatcher), "The backbone is shutting down.");
+            }
+            return pending.Completion.Task;
         }
-        return pending.Completion.Task;
+        finally
+        {
+            arrival?.Dispose();
+        }
     }
 
     /// <summary>Forms one batch per free worker: waits for a worker, then for requests, then until the oldest has
@@ -113,6 +134,8 @@ public sealed class DynamicBatcher : IAsyncDisposable
                     var share = Math.Min(_maxBatchSize, (int)Math.Ceiling((double)(batch.Count + reader.Count) / (_freeWorkers.CurrentCount + 1)));
                     while (batch.Count < share && reader.TryRead(out var next)) batch.Add(next);
                     if (batch.Count >= Math.Max(share, _maxBatchSize) || (batch.Count >= share && _freeWorkers.CurrentCount > 0)) break;
+                    // Nothing queued and nothing on its way: waiting could only delay this batch.
+                    if (reader.Count == 0 && Volatile.Read(ref _arriving) == 0) break;
                     var remaining = deadline - Stopwatch.GetTimestamp();
                     if (remaining <= 0) break;
                     using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds((double)remaining / Stopwatch.Frequency));
@@ -224,6 +247,19 @@ public sealed class DynamicBatcher : IAsyncDisposable
         await _collector.ConfigureAwait(false);
         await Task.WhenAll(_workers).ConfigureAwait(false);
         _freeWorkers.Dispose();
+    }
+
+    /// <summary>An input announced to the batcher and not queued yet; disposing it (once or more) ends the announcement.</summary>
+    public sealed class Arrival : IDisposable
+    {
+        private DynamicBatcher? _batcher;
+
+        internal Arrival(DynamicBatcher batcher) => _batcher = batcher;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _batcher, null) is { } batcher) Interlocked.Decrement(ref batcher._arriving);
+        }
     }
 
     private sealed record Pending(float[] Input, IReadOnlyList<int> Outputs, CancellationToken CancellationToken, long EnqueuedAt)
