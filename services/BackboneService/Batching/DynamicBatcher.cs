@@ -7,7 +7,8 @@ namespace Graft.Backbone.Batching;
 
 /// <summary>Triton-style dynamic batcher: concurrent requests queue, and each free worker (one per ONNX Runtime session
 /// of the <see cref="ExecutionLayout"/>) runs a batch of up to <c>maxBatchSize</c>, formed at most <c>maxQueueDelay</c>
-/// after its oldest request arrived. With several workers free, the queue is shared out between them rather than
+/// after its oldest request arrived, and at once when no other input is queued or announced (<see cref="Announce"/>):
+/// a lone caller never waits for company that is not coming. With several workers free, the queue is shared out between them rather than
 /// taken whole by the first, so parallel sessions run in parallel. Requests cancelled (or past their deadline) while
 /// queued are dropped before the run.</summary>
 public sealed class DynamicBatcher : IAsyncDisposable
@@ -70,7 +71,7 @@ public sealed class DynamicBatcher : IAsyncDisposable
 
     /// <summary>Announces an input on its way (being decoded and preprocessed). A batch waits up to <c>maxQueueDelay</c>
     /// for inputs only while some are announced: with none on the way, waiting could only add latency, so a lone
-    /// request runs at once. The announcement ends when the input is queued (or when disposed, if it never is).</summary>
+    /// request runs at once. The announcement ends when a batch takes the input (or when disposed, if it is never queued).</summary>
     public Arrival Announce()
     {
         Interlocked.Increment(ref _arriving);
@@ -88,13 +89,14 @@ public sealed class DynamicBatcher : IAsyncDisposable
     /// <param name="input">One preprocessed input, without the batch dimension.</param>
     /// <param name="outputs">Model outputs wanted (0 = the final features).</param>
     /// <param name="cancellationToken">Cancels the wait; a cancelled input is skipped rather than run.</param>
-    /// <param name="arrival">This input's announcement (see <see cref="Announce"/>), ended once the input is queued.</param>
+    /// <param name="arrival">This input's announcement (see <see cref="Announce"/>), ended once a batch takes the input.</param>
     public Task<float[][]> EnqueueAsync(float[] input, IReadOnlyList<int> outputs, CancellationToken cancellationToken, Arrival? arrival = null)
     {
         try
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var pending = new Pending(input, outputs, cancellationToken, Stopwatch.GetTimestamp());
+            // The collector ends the announcement when it takes the input: until then it counts as on its way.
+            var pending = new Pending(input, outputs, cancellationToken, Stopwatch.GetTimestamp()) { Arrival = arrival };
             // The caller is released at once on cancellation; the worker then skips the input.
             pending.Registration = cancellationToken.Register(static p => ((Pending)p!).Cancel(), pending);
             if (!_queue.Writer.TryWrite(pending))
@@ -103,9 +105,10 @@ public sealed class DynamicBatcher : IAsyncDisposable
             }
             return pending.Completion.Task;
         }
-        finally
+        catch
         {
             arrival?.Dispose();
+            throw;
         }
     }
 
@@ -124,6 +127,7 @@ public sealed class DynamicBatcher : IAsyncDisposable
                 {
                     if (!await reader.WaitToReadAsync().ConfigureAwait(false)) break;
                     if (!reader.TryRead(out carried)) { _freeWorkers.Release(); continue; }
+                    carried.Arrival?.Dispose();
                 }
                 var batch = new List<Pending>(_maxBatchSize) { carried };
                 carried = null;
@@ -132,7 +136,11 @@ public sealed class DynamicBatcher : IAsyncDisposable
                 {
                     // This worker's share: the queue split between it and the other free workers.
                     var share = Math.Min(_maxBatchSize, (int)Math.Ceiling((double)(batch.Count + reader.Count) / (_freeWorkers.CurrentCount + 1)));
-                    while (batch.Count < share && reader.TryRead(out var next)) batch.Add(next);
+                    while (batch.Count < share && reader.TryRead(out var next))
+                    {
+                        next.Arrival?.Dispose();
+                        batch.Add(next);
+                    }
                     if (batch.Count >= Math.Max(share, _maxBatchSize) || (batch.Count >= share && _freeWorkers.CurrentCount > 0)) break;
                     // Nothing queued and nothing on its way: waiting could only delay this batch.
                     if (reader.Count == 0 && Volatile.Read(ref _arriving) == 0) break;
@@ -267,6 +275,9 @@ public sealed class DynamicBatcher : IAsyncDisposable
         public TaskCompletionSource<float[][]> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
         public CancellationTokenRegistration Registration { get; set; }
+
+        /// <summary>The input's announcement, ended when the collector takes it.</summary>
+        public Arrival? Arrival { get; init; }
 
         /// <summary>Cancelled, past its deadline, or already answered: not worth model time.</summary>
         public bool IsAbandoned => CancellationToken.IsCancellationRequested || Completion.Task.IsCompleted;
