@@ -109,16 +109,23 @@ public sealed partial class Runner
             threads[name] = a.ByNameSince(b).ToDictionary(p => p.Key, p => p.Value / requests);
             switches[name] = (a.VoluntarySwitches + a.InvoluntarySwitches - b.VoluntarySwitches - b.InvoluntarySwitches) / (double)requests;
         }
-        var stageMs = new Dictionary<string, double>();
-        foreach (var stage in StageNames)
-        {
-            var count = stagesAfter.GetValueOrDefault(stage + "_count") - stagesBefore.GetValueOrDefault(stage + "_count");
-            var sum = stagesAfter.GetValueOrDefault(stage + "_sum") - stagesBefore.GetValueOrDefault(stage + "_sum");
-            stageMs[stage] = count > 0 ? sum * 1000 / count : double.NaN;
-        }
+        var stageMs = StageMeansMs(stagesBefore, stagesAfter);
         var runs = stagesAfter.GetValueOrDefault("run_count") - stagesBefore.GetValueOrDefault("run_count");
         var queued = stagesAfter.GetValueOrDefault("queue_count") - stagesBefore.GetValueOrDefault("queue_count");
         return new WhereLevel(config, call, concurrency, stats, cpu, threads, switches, stageMs, runs > 0 ? queued / runs : double.NaN);
+    }
+
+    /// <summary>Mean ms per stage between two readings of <see cref="ReadStagesAsync"/> (NaN for a stage with no sample).</summary>
+    private static Dictionary<string, double> StageMeansMs(Dictionary<string, double> before, Dictionary<string, double> after)
+    {
+        var stageMs = new Dictionary<string, double>();
+        foreach (var stage in StageNames)
+        {
+            var count = after.GetValueOrDefault(stage + "_count") - before.GetValueOrDefault(stage + "_count");
+            var sum = after.GetValueOrDefault(stage + "_sum") - before.GetValueOrDefault(stage + "_sum");
+            stageMs[stage] = count > 0 ? sum * 1000 / count : double.NaN;
+        }
+        return stageMs;
     }
 
     /// <summary>The backbone's stage histogram sums and counts, e.g. <c>run_sum</c> (seconds) and <c>run_count</c>.</summary>

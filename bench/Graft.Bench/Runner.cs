@@ -232,13 +232,23 @@ public sealed partial class Runner(BenchPlan plan, string repoRoot, string outDi
     {
         var inferences = await stack.ReadBackboneCounterAsync("graft_backbone_inferences_total");
         var batches = await stack.ReadBackboneCounterAsync("graft_backbone_batches_total");
+        var stages = await ReadStagesAsync(stack);
+        var threads = stack.ProcessIds.ToDictionary(p => p.Key, p => ThreadCpuSnapshot.Read(p.Value));
         var cpu = stack.CpuSeconds();
         var (stats, hits) = await LoadRunner.RunAsync(concurrency, requests, call);
         var cpuAfter = stack.CpuSeconds();
+        var threadsAfter = stack.ProcessIds.ToDictionary(p => p.Key, p => ThreadCpuSnapshot.Read(p.Value));
         var dInferences = await stack.ReadBackboneCounterAsync("graft_backbone_inferences_total") - inferences;
         var dBatches = await stack.ReadBackboneCounterAsync("graft_backbone_batches_total") - batches;
+        var stagesAfter = await ReadStagesAsync(stack);
         var cpuPerImage = cpuAfter.ToDictionary(p => p.Key, p => (p.Value - cpu.GetValueOrDefault(p.Key)) * 1000 / requests);
-        return new LevelResult(concurrency, stats, hits, dBatches > 0 ? dInferences / dBatches : double.NaN, cpuPerImage);
+        return new LevelResult(concurrency, stats, hits, dBatches > 0 ? dInferences / dBatches : double.NaN, cpuPerImage)
+        {
+            StageMs = StageMeansMs(stages, stagesAfter),
+            ThreadCpuMsPerImage = threadsAfter
+                .Where(p => threads.GetValueOrDefault(p.Key) is not null && p.Value is not null)
+                .ToDictionary(p => p.Key, p => p.Value!.ByNameSince(threads[p.Key]!).ToDictionary(t => t.Key, t => t.Value / requests)),
+        };
     }
 
     /// <summary>Brings the stack to steady state before a section measures it: calls at concurrency 1 and 16 until
