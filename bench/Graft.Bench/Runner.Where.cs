@@ -165,7 +165,11 @@ public sealed partial class Runner
         foreach (var group in levels.GroupBy(l => (l.Call, l.Concurrency, l.Config)))
         {
             var g = group.ToList();
-            double Med(Func<WhereLevel, double> f) { var v = g.Select(f).Order().ToArray(); return v.Length == 0 ? double.NaN : v[v.Length / 2]; }
+            double Med(Func<WhereLevel, double> f)
+            {
+                var v = g.Select(f).Order().ToArray();
+                return v.Length == 0 ? double.NaN : v.Length % 2 == 1 ? v[v.Length / 2] : (v[(v.Length / 2) - 1] + v[v.Length / 2]) / 2;
+            }
             md.AppendLine($"| {group.Key.Call} | {group.Key.Concurrency} | {group.Key.Config} | {Med(l => l.Stats.Throughput):F1} | {Med(l => l.Stats.P50Ms):F1} | " +
                 $"{Med(l => l.CpuMsPerImage.GetValueOrDefault("BackboneService")):F1} | {Med(l => l.CpuMsPerImage.GetValueOrDefault("HeadService")):F1} | " +
                 $"{Med(l => l.CpuMsPerImage.GetValueOrDefault("Gateway")):F1} | {Med(l => l.CpuMsPerImage.GetValueOrDefault("bench client")):F1} | " +
