@@ -8,8 +8,8 @@ namespace Graft.Backbone.Batching;
 /// <summary>Triton-style dynamic batcher: concurrent requests queue, and each free worker (one per ONNX Runtime session
 /// of the <see cref="ExecutionLayout"/>) runs a batch of up to <c>maxBatchSize</c>, formed at most <c>maxQueueDelay</c>
 /// after its oldest request arrived, and at once when no other input is queued or announced (<see cref="Announce"/>):
-/// a lone caller never waits for company that is not coming. With several workers free, the queue is shared out between them rather than
-/// taken whole by the first, so parallel sessions run in parallel. Requests cancelled (or past their deadline) while
+/// a lone caller never waits for company that is not coming. With several workers free, the queue is shared out
+/// between them rather than taken whole by the first, so parallel sessions run in parallel. Requests cancelled (or past their deadline) while
 /// queued are dropped before the run.</summary>
 public sealed class DynamicBatcher : IAsyncDisposable
 {
