@@ -54,8 +54,8 @@ public sealed partial class Runner
                 spec.BackboneFingerprint = (await calls.ExtractAsync(seed[0])).Fingerprint;
                 await calls.TrainOnFeaturesAsync(spec, rows);
                 string[] heads = ["where-head"];
-                await WarmUpAsync(calls.ExtractAsync);
-                await WarmUpAsync(image => calls.PredictAsync(image, heads));
+                await WarmUpAsync(stack, calls.ExtractAsync);
+                await WarmUpAsync(stack, image => calls.PredictAsync(image, heads));
                 stacks.Add((config, stack, calls, heads));
                 log($"where: stack '{config.Name}' up ({string.Join(", ", config.Environment.Select(e => $"{e.Key}={e.Value}"))})");
             }
