@@ -5,6 +5,8 @@
 //   bench/run.sh --no-int8       skip the int8 backbone's rows
 //   bench/run.sh --paired DIR    add the paired (interleaved) measurement of the throughput goals to DIR/results.json
 //   bench/run.sh --render DIR    re-render RESULTS.md and the plots from DIR/results.json, measuring nothing
+//   bench/run.sh --where A B     where the time goes between ONNX Runtime runs: CPU per process and thread, backbone
+//                                stages, for stacks started with each configuration (name:ENV=value,...), interleaved
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Graft.Bench;
@@ -40,6 +42,21 @@ if (pairedIndex >= 0)
     File.WriteAllText(Path.Combine(dir, "results.json"), JsonSerializer.Serialize(saved, json));
     File.WriteAllText(Path.Combine(dir, "RESULTS.md"), ResultsWriter.Render(saved, Plots.Write(saved, dir)));
     Console.WriteLine($"added the paired measurement to {Path.Combine(dir, "RESULTS.md")}");
+    return;
+}
+
+if (Array.IndexOf(args, "--where") is var whereIndex and >= 0)
+{
+    // Where the time goes between ONNX Runtime runs, A/B: --where "a:" "b:DOTNET_X=0,Graft__Backbone__Sessions=2" [--rounds 3] [--calls 40]
+    var configs = args.Skip(whereIndex + 1).TakeWhile(a => !a.StartsWith("--", StringComparison.Ordinal)).Select(WhereConfig.Parse).ToList();
+    if (configs.Count == 0) configs.Add(WhereConfig.Parse("defaults:"));
+    int Arg(string name, int fallback) => Array.IndexOf(args, name) is var at and >= 0 ? int.Parse(args[at + 1]) : fallback;
+    var whereRunner = new Runner(BenchPlan.Full, repoRoot, Path.Combine(benchDir, "out"), true, line => Console.WriteLine($"[{DateTime.Now:HH:mm:ss}] {line}"));
+    var report = await whereRunner.RunWhereAsync(configs, Arg("--rounds", 3), Arg("--calls", 40), quick ? [1, 16] : [1, 4, 16]);
+    var whereDir = Path.Combine(benchDir, "out", "where");
+    Directory.CreateDirectory(whereDir);
+    File.WriteAllText(Path.Combine(whereDir, "WHERE.md"), report);
+    Console.WriteLine(report);
     return;
 }
 

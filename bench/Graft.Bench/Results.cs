@@ -73,7 +73,14 @@ public sealed class Results
 public sealed record MachineInfo(string Cpu, int Cores, string Os, string Dotnet, DateTimeOffset Date, double LoadAverageStart, string Commit);
 
 /// <summary>One concurrency level: its timing, cache hits, the backbone's mean batch size, and CPU ms per image by process.</summary>
-public sealed record LevelResult(int Concurrency, LatencyStats Stats, int CacheHits, double MeanBatchSize, Dictionary<string, double> CpuMsPerImage);
+public sealed record LevelResult(int Concurrency, LatencyStats Stats, int CacheHits, double MeanBatchSize, Dictionary<string, double> CpuMsPerImage)
+{
+    /// <summary>The backbone's mean stage times in ms (preprocess and queue per input, run per batch); empty in older results.</summary>
+    public Dictionary<string, double> StageMs { get; init; } = [];
+
+    /// <summary>CPU ms per image by process, then by thread name (from /proc/&lt;pid&gt;/task); empty in older results.</summary>
+    public Dictionary<string, Dictionary<string, double>> ThreadCpuMsPerImage { get; init; } = [];
+}
 
 /// <summary>One head-training timing: the server's training seconds and the client's wall seconds (upload included).</summary>
 public sealed record TrainingTime(int Dimension, int Rows, int Epochs, double TrainingSeconds, double WallSeconds);

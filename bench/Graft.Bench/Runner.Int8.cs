@@ -113,7 +113,7 @@ public sealed partial class Runner
         var describe = await stack.Backbone.DescribeAsync(new DescribeBackboneRequest());
         int8.ServiceFingerprint = describe.Fingerprint;
         int8.ServiceLayout = $"{describe.Sessions} x {describe.IntraOpThreads} on {describe.Cores} cores";
-        foreach (var image in FreshImages(8)) await calls.ExtractAsync(image);
+        await WarmUpAsync(stack, calls.ExtractAsync);
         foreach (var c in plan.Concurrency)
         {
             var images = FreshImages(plan.RequestsPerLevel);
@@ -129,7 +129,7 @@ public sealed partial class Runner
         spec.BackboneFingerprint = describe.Fingerprint;
         await calls.TrainOnFeaturesAsync(spec, rows);
         string[] heads = ["int8-head"];
-        foreach (var image in FreshImages(8)) await calls.PredictAsync(image, heads);
+        await WarmUpAsync(stack, image => calls.PredictAsync(image, heads));
         foreach (var c in plan.Concurrency)
         {
             var images = FreshImages(plan.RequestsPerLevel);

@@ -232,19 +232,66 @@ public sealed partial class Runner(BenchPlan plan, string repoRoot, string outDi
     {
         var inferences = await stack.ReadBackboneCounterAsync("graft_backbone_inferences_total");
         var batches = await stack.ReadBackboneCounterAsync("graft_backbone_batches_total");
+        var stages = await ReadStagesAsync(stack);
+        var threads = stack.ProcessIds.ToDictionary(p => p.Key, p => ThreadCpuSnapshot.Read(p.Value));
         var cpu = stack.CpuSeconds();
         var (stats, hits) = await LoadRunner.RunAsync(concurrency, requests, call);
         var cpuAfter = stack.CpuSeconds();
+        var threadsAfter = stack.ProcessIds.ToDictionary(p => p.Key, p => ThreadCpuSnapshot.Read(p.Value));
         var dInferences = await stack.ReadBackboneCounterAsync("graft_backbone_inferences_total") - inferences;
         var dBatches = await stack.ReadBackboneCounterAsync("graft_backbone_batches_total") - batches;
+        var stagesAfter = await ReadStagesAsync(stack);
         var cpuPerImage = cpuAfter.ToDictionary(p => p.Key, p => (p.Value - cpu.GetValueOrDefault(p.Key)) * 1000 / requests);
-        return new LevelResult(concurrency, stats, hits, dBatches > 0 ? dInferences / dBatches : double.NaN, cpuPerImage);
+        return new LevelResult(concurrency, stats, hits, dBatches > 0 ? dInferences / dBatches : double.NaN, cpuPerImage)
+        {
+            StageMs = StageMeansMs(stages, stagesAfter),
+            ThreadCpuMsPerImage = threadsAfter
+                .Where(p => threads.GetValueOrDefault(p.Key) is not null && p.Value is not null)
+                .ToDictionary(p => p.Key, p => p.Value!.ByNameSince(threads[p.Key]!).ToDictionary(t => t.Key, t => t.Value / requests)),
+        };
     }
+
+    /// <summary>Brings the stack to steady state before a section measures it: calls at concurrency 1 and 16, then a
+    /// wait until no service's tiered-compilation thread is compiling any more. With 8 calls, the first measured level
+    /// (concurrency 1) paid for the JIT's recompilation of the services' hot paths: the ".NET Tiered Compilation"
+    /// threads of the Gateway and HeadService burned 8-27 ms of CPU per image there and 0.5 at concurrency 32, a core
+    /// taken from ONNX Runtime (bench --where; see bench/README.md). On a loaded machine that backlog outlasts any fixed
+    /// pause, hence the wait on the JIT threads' own CPU time.</summary>
+    private async Task WarmUpAsync<T>(GraftStack stack, Func<FashionImage, Task<T>> call)
+    {
+        foreach (var concurrency in new[] { 1, 16 })
+        {
+            var images = FreshImages(WarmUpCalls);
+            await LoadRunner.RunAsync(concurrency, images.Count, async i => { await call(images[i]); return false; });
+        }
+        var waited = Stopwatch.StartNew();
+        var jit = JitCpuMs(stack);
+        var quiet = 0;
+        // Under 1 ms of compilation in each of two half seconds in a row: the backlog is done (one quiet half second
+        // on a loaded machine may only mean the compiler got no core).
+        while (quiet < 2 && waited.Elapsed < TimeSpan.FromSeconds(60))
+        {
+            await Task.Delay(500);
+            var now = JitCpuMs(stack);
+            quiet = now - jit < 1 ? quiet + 1 : 0;
+            jit = now;
+        }
+        log($"warm-up: {2 * WarmUpCalls} calls, then {waited.Elapsed.TotalSeconds:F1} s until the services' JIT went quiet");
+    }
+
+    /// <summary>CPU ms the services' tiered-compilation threads (".NET Tiered Com...") have used so far.</summary>
+    private static double JitCpuMs(GraftStack stack) => stack.ProcessIds.Values
+        .Select(ThreadCpuSnapshot.Read)
+        .Sum(s => s?.Threads.Values.Where(t => t.Name.StartsWith(".NET Tiered Com", StringComparison.Ordinal)).Sum(t => t.CpuMs) ?? 0);
+
+    /// <summary>Calls per concurrency in <see cref="WarmUpAsync{T}"/>: past the runtime's 30-call tier-up threshold
+    /// for every method on the path, with its instrumented tier in between.</summary>
+    private int WarmUpCalls => plan.Name == "quick" ? 40 : 120;
 
     private async Task RunExtractAsync(Results results, GraftStack stack, GraftCalls calls)
     {
         // Warm-up: first runs plan the graph and fill the pools.
-        foreach (var image in FreshImages(8)) await calls.ExtractAsync(image);
+        await WarmUpAsync(stack, calls.ExtractAsync);
         foreach (var c in plan.Concurrency)
         {
             var images = FreshImages(plan.RequestsPerLevel);
@@ -297,7 +344,7 @@ public sealed partial class Runner(BenchPlan plan, string repoRoot, string outDi
     private async Task RunPredictAsync(Results results, GraftStack stack, GraftCalls calls)
     {
         string[] heads = [MlpHead];
-        foreach (var image in FreshImages(8)) await calls.PredictAsync(image, heads);
+        await WarmUpAsync(stack, image => calls.PredictAsync(image, heads));
         foreach (var c in plan.Concurrency)
         {
             var images = FreshImages(plan.RequestsPerLevel);

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.InteropServices;
 using Graft.Backbone.Batching;
 using Graft.Backbone.Caching;
@@ -60,8 +61,12 @@ public sealed class FeatureExtractor(BackboneModel model, Preprocessor preproces
         var outputs = ResolveCutPoints(cutPoints);
         var key = cache.KeyFor("image", image.Span);
         if (TryHit(key, cutPoints) is { } hit) return hit;
+        // Announced before the decode, so a batch forming meanwhile waits for this input rather than running without it.
+        using var arrival = batcher.Announce();
+        var started = Stopwatch.GetTimestamp();
         var input = preprocessor.Preprocess(image.Span);
-        return await RunAsync(key, input, cutPoints, outputs, cancellationToken).ConfigureAwait(false);
+        metrics.StageTook(BackboneMetrics.Stages.Preprocess, Stopwatch.GetElapsedTime(started).TotalSeconds);
+        return await RunAsync(key, input, cutPoints, outputs, arrival, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Extracts the features of a preprocessed input tensor given without its batch dimension.</summary>
@@ -94,7 +99,7 @@ public sealed class FeatureExtractor(BackboneModel model, Preprocessor preproces
         }
         var key = cache.KeyFor("tensor", MemoryMarshal.AsBytes(values), MemoryMarshal.AsBytes(CollectionsMarshal.AsSpan(shape.ToList())));
         if (TryHit(key, cutPoints) is { } hit) return hit;
-        return await RunAsync(key, values.ToArray(), cutPoints, outputs, cancellationToken).ConfigureAwait(false);
+        return await RunAsync(key, values.ToArray(), cutPoints, outputs, null, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>The cut point called <paramref name="name"/>.</summary>
@@ -132,9 +137,10 @@ public sealed class FeatureExtractor(BackboneModel model, Preprocessor preproces
         return null;
     }
 
-    private async Task<Features> RunAsync(string key, float[] input, IReadOnlyList<string> cutPoints, IReadOnlyList<int> outputs, CancellationToken cancellationToken)
+    private async Task<Features> RunAsync(string key, float[] input, IReadOnlyList<string> cutPoints, IReadOnlyList<int> outputs,
+        DynamicBatcher.Arrival? arrival, CancellationToken cancellationToken)
     {
-        var values = await batcher.EnqueueAsync(input, outputs, cancellationToken).ConfigureAwait(false);
+        var values = await batcher.EnqueueAsync(input, outputs, cancellationToken, arrival).ConfigureAwait(false);
         cache.Set(key, values[0]);
         for (var k = 0; k < cutPoints.Count; k++) cache.Set(FeatureCache.KeyForCut(key, cutPoints[k]), values[k + 1]);
         return new Features(values[0], CacheHit: false, values[1..]);

@@ -76,7 +76,14 @@ public sealed class RealSocketTests : IAsyncLifetime
         var exposition = PrometheusText.Parse(metrics);
         Assert.True(exposition.Sum("graft_backbone_inferences_total") >= 1, "graft_backbone_inferences_total missing from /metrics");
         Assert.True(exposition.Sum("graft_backbone_cache_misses_total") >= 1, "graft_backbone_cache_misses_total missing from /metrics");
+        // Where an extraction's time went: one sample per stage at least (run is per batch).
+        foreach (var stage in new[] { "preprocess", "queue", "run" })
+        {
+            Assert.True(exposition.Sum("graft_backbone_stage_duration_seconds_count", ("stage", stage)) >= 1,
+                $"graft_backbone_stage_duration_seconds_count{{stage=\"{stage}\"}} missing from /metrics");
+        }
     }
+
 
     private async Task WaitUntilServingAsync(GrpcChannel channel)
     {

@@ -33,7 +33,13 @@ public sealed class GraftStack : IAsyncDisposable
 
     /// <summary>Starts BackboneService, HeadService and Gateway and waits until each reports SERVING.</summary>
     /// <param name="backboneSettings">Extra BackboneService settings, e.g. <c>--Graft:Backbone:Profile=resnet18-int8</c>.</param>
-    public static async Task<GraftStack> StartAsync(string repoRoot, string workDirectory, TimeSpan readyTimeout, params string[] backboneSettings)
+    public static Task<GraftStack> StartAsync(string repoRoot, string workDirectory, TimeSpan readyTimeout, params string[] backboneSettings) =>
+        StartAsync(repoRoot, workDirectory, readyTimeout, new Dictionary<string, string>(), backboneSettings);
+
+    /// <summary>Starts the services with <paramref name="environment"/> added to every service's environment
+    /// (e.g. <c>DOTNET_ThreadPool_UnfairSemaphoreSpinLimit</c>), then as <see cref="StartAsync(string, string, TimeSpan, string[])"/>.</summary>
+    public static async Task<GraftStack> StartAsync(string repoRoot, string workDirectory, TimeSpan readyTimeout,
+        IReadOnlyDictionary<string, string> environment, params string[] backboneSettings)
     {
         var registry = Path.Combine(workDirectory, "heads-registry");
         if (Directory.Exists(registry)) Directory.Delete(registry, recursive: true);
@@ -43,7 +49,7 @@ public sealed class GraftStack : IAsyncDisposable
             var dll = DllPath(repoRoot, service);
             if (!File.Exists(dll)) throw new FileNotFoundException($"{dll} is missing. Build it first: dotnet build services/{service.Folder()} -c Release", dll);
         }
-        var quiet = new Dictionary<string, string> { ["ASPNETCORE_ENVIRONMENT"] = "Production", ["Logging__LogLevel__Default"] = "Warning" };
+        var quiet = new Dictionary<string, string>(environment) { ["ASPNETCORE_ENVIRONMENT"] = "Production", ["Logging__LogLevel__Default"] = "Warning" };
         var launch = new StackLaunch(PortPlan.Free(), s => DllPath(repoRoot, s))
         {
             LogDirectory = Path.Combine(workDirectory, "logs"),
@@ -60,6 +66,10 @@ public sealed class GraftStack : IAsyncDisposable
         stack._gatewayChannel = stack.Channel(stack._group.Gateway.GrpcAddress);
         return stack;
     }
+
+    /// <summary>Process ids of the three services, by folder name (BackboneService, HeadService, Gateway).</summary>
+    public IReadOnlyDictionary<string, int> ProcessIds =>
+        _group.Services.Where(s => s.ProcessId is not null).ToDictionary(s => s.Service.Folder(), s => s.ProcessId!.Value);
 
     /// <summary>CPU seconds (user + system) each service process has used so far, and this harness process.</summary>
     public Dictionary<string, double> CpuSeconds()

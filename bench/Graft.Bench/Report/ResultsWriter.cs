@@ -335,6 +335,24 @@ public static class ResultsWriter
             }
             md.AppendLine();
         }
+        if (levels.Any(l => l.StageMs.Count > 0 || l.ThreadCpuMsPerImage.Count > 0))
+        {
+            md.AppendLine("Where the time goes: the backbone's stage histograms (mean ms; preprocess and queue per image, run per batch) and " +
+                "CPU ms per image by thread (`graft-batch` calls `session.Run`, `dotnet` = ONNX Runtime's intra-op threads, " +
+                "`.NET TP Worker` = gRPC, decode and preprocessing, `.NET Tiered Com` = the JIT; top 3 per process):");
+            md.AppendLine();
+            md.AppendLine("| concurrency | preprocess | queue | run | BackboneService threads | HeadService threads | Gateway threads |");
+            md.AppendLine("| --- | --- | --- | --- | --- | --- | --- |");
+            string Top(LevelResult l, string process) => l.ThreadCpuMsPerImage.GetValueOrDefault(process) is { } t
+                ? string.Join(", ", t.OrderByDescending(p => p.Value).Take(3).Select(p => Inv($"{p.Key} {p.Value:F1}")))
+                : "";
+            string Stage(LevelResult l, string stage) => l.StageMs.GetValueOrDefault(stage, double.NaN) is var v && double.IsFinite(v) ? Inv($"{v:F2}") : "";
+            foreach (var l in levels)
+            {
+                md.AppendLine($"| {l.Concurrency} | {Stage(l, "preprocess")} | {Stage(l, "queue")} | {Stage(l, "run")} | {Top(l, "BackboneService")} | {Top(l, "HeadService")} | {Top(l, "Gateway")} |");
+            }
+            md.AppendLine();
+        }
     }
 
     private static void Int8Section(StringBuilder md, Results r, double? raw16, double? raw1)

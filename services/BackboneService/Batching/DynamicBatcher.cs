@@ -7,8 +7,9 @@ namespace Graft.Backbone.Batching;
 
 /// <summary>Triton-style dynamic batcher: concurrent requests queue, and each free worker (one per ONNX Runtime session
 /// of the <see cref="ExecutionLayout"/>) runs a batch of up to <c>maxBatchSize</c>, formed at most <c>maxQueueDelay</c>
-/// after its oldest request arrived. With several workers free, the queue is shared out between them rather than
-/// taken whole by the first, so parallel sessions run in parallel. Requests cancelled (or past their deadline) while
+/// after its oldest request arrived, and at once when no other input is queued or announced (<see cref="Announce"/>):
+/// a lone caller never waits for company that is not coming. With several workers free, the queue is shared out
+/// between them rather than taken whole by the first, so parallel sessions run in parallel. Requests cancelled (or past their deadline) while
 /// queued are dropped before the run.</summary>
 public sealed class DynamicBatcher : IAsyncDisposable
 {
@@ -23,6 +24,7 @@ public sealed class DynamicBatcher : IAsyncDisposable
     private readonly Channel<List<Pending>> _batches = Channel.CreateUnbounded<List<Pending>>(new UnboundedChannelOptions { SingleWriter = true });
     private readonly SemaphoreSlim _freeWorkers;
     private readonly Task _collector;
+    private int _arriving;
     private readonly Task[] _workers;
 
     /// <summary>Creates a batcher over a single-output batch function; <paramref name="run"/> is called by up to
@@ -67,6 +69,15 @@ public sealed class DynamicBatcher : IAsyncDisposable
 
     public TimeSpan MaxQueueDelay => _maxQueueDelay;
 
+    /// <summary>Announces an input on its way (being decoded and preprocessed). A batch waits up to <c>maxQueueDelay</c>
+    /// for inputs only while some are announced: with none on the way, waiting could only add latency, so a lone
+    /// request runs at once. The announcement ends when a batch takes the input (or when disposed, if it is never queued).</summary>
+    public Arrival Announce()
+    {
+        Interlocked.Increment(ref _arriving);
+        return new Arrival(this);
+    }
+
     /// <summary>Queues one preprocessed input and returns its features once its batch has run.</summary>
     /// <exception cref="OperationCanceledException">The caller cancelled (or its deadline passed) before the run.</exception>
     public async Task<float[]> EnqueueAsync(float[] input, CancellationToken cancellationToken) =>
@@ -75,17 +86,30 @@ public sealed class DynamicBatcher : IAsyncDisposable
     /// <summary>Queues one preprocessed input and returns the requested model outputs (0 = final features) once its
     /// batch has run: result[k] is output <paramref name="outputs"/>[k].</summary>
     /// <exception cref="OperationCanceledException">The caller cancelled (or its deadline passed) before the run.</exception>
-    public Task<float[][]> EnqueueAsync(float[] input, IReadOnlyList<int> outputs, CancellationToken cancellationToken)
+    /// <param name="input">One preprocessed input, without the batch dimension.</param>
+    /// <param name="outputs">Model outputs wanted (0 = the final features).</param>
+    /// <param name="cancellationToken">Cancels the wait; a cancelled input is skipped rather than run.</param>
+    /// <param name="arrival">This input's announcement (see <see cref="Announce"/>), ended once a batch takes the input.</param>
+    public Task<float[][]> EnqueueAsync(float[] input, IReadOnlyList<int> outputs, CancellationToken cancellationToken, Arrival? arrival = null)
     {
-        cancellationToken.ThrowIfCancellationRequested();
-        var pending = new Pending(input, outputs, cancellationToken, Stopwatch.GetTimestamp());
-        // The caller is released at once on cancellation; the worker then skips the input.
-        pending.Registration = cancellationToken.Register(static p => ((Pending)p!).Cancel(), pending);
-        if (!_queue.Writer.TryWrite(pending))
+        try
         {
-            throw new ObjectDisposedException(nameof(DynamicBatcher), "The backbone is shutting down.");
+            cancellationToken.ThrowIfCancellationRequested();
+            // The collector ends the announcement when it takes the input: until then it counts as on its way.
+            var pending = new Pending(input, outputs, cancellationToken, Stopwatch.GetTimestamp()) { Arrival = arrival };
+            // The caller is released at once on cancellation; the worker then skips the input.
+            pending.Registration = cancellationToken.Register(static p => ((Pending)p!).Cancel(), pending);
+            if (!_queue.Writer.TryWrite(pending))
+            {
+                throw new ObjectDisposedException(nameof(DynamicBatcher), "The backbone is shutting down.");
+            }
+            return pending.Completion.Task;
         }
-        return pending.Completion.Task;
+        catch
+        {
+            arrival?.Dispose();
+            throw;
+        }
     }
 
     /// <summary>Forms one batch per free worker: waits for a worker, then for requests, then until the oldest has
@@ -103,6 +127,7 @@ public sealed class DynamicBatcher : IAsyncDisposable
                 {
                     if (!await reader.WaitToReadAsync().ConfigureAwait(false)) break;
                     if (!reader.TryRead(out carried)) { _freeWorkers.Release(); continue; }
+                    carried.Arrival?.Dispose();
                 }
                 var batch = new List<Pending>(_maxBatchSize) { carried };
                 carried = null;
@@ -111,8 +136,14 @@ public sealed class DynamicBatcher : IAsyncDisposable
                 {
                     // This worker's share: the queue split between it and the other free workers.
                     var share = Math.Min(_maxBatchSize, (int)Math.Ceiling((double)(batch.Count + reader.Count) / (_freeWorkers.CurrentCount + 1)));
-                    while (batch.Count < share && reader.TryRead(out var next)) batch.Add(next);
+                    while (batch.Count < share && reader.TryRead(out var next))
+                    {
+                        next.Arrival?.Dispose();
+                        batch.Add(next);
+                    }
                     if (batch.Count >= Math.Max(share, _maxBatchSize) || (batch.Count >= share && _freeWorkers.CurrentCount > 0)) break;
+                    // Nothing queued and nothing on its way: waiting could only delay this batch.
+                    if (reader.Count == 0 && Volatile.Read(ref _arriving) == 0) break;
                     var remaining = deadline - Stopwatch.GetTimestamp();
                     if (remaining <= 0) break;
                     using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds((double)remaining / Stopwatch.Frequency));
@@ -144,6 +175,8 @@ public sealed class DynamicBatcher : IAsyncDisposable
 
     private void Work()
     {
+        // Named, so per-thread CPU (top -H, /proc/<pid>/task) tells the runs' thread from the pool's.
+        Thread.CurrentThread.Name = "graft-batch";
         var reader = _batches.Reader;
         while (true)
         {
@@ -182,10 +215,13 @@ public sealed class DynamicBatcher : IAsyncDisposable
 
         // One run serves every request of the batch: it reads the union of the outputs they want.
         var outputs = live.SelectMany(p => p.Outputs).Distinct().Order().ToList();
+        var started = Stopwatch.GetTimestamp();
+        foreach (var item in live) _metrics.StageTook(BackboneMetrics.Stages.Queue, Stopwatch.GetElapsedTime(item.EnqueuedAt, started).TotalSeconds);
         float[][][] features;
         try
         {
             features = _run(live.Select(p => p.Input).ToList(), outputs);
+            _metrics.StageTook(BackboneMetrics.Stages.Run, Stopwatch.GetElapsedTime(started).TotalSeconds);
         }
         catch (Exception e)
         {
@@ -221,11 +257,27 @@ public sealed class DynamicBatcher : IAsyncDisposable
         _freeWorkers.Dispose();
     }
 
+    /// <summary>An input announced to the batcher and not queued yet; disposing it (once or more) ends the announcement.</summary>
+    public sealed class Arrival : IDisposable
+    {
+        private DynamicBatcher? _batcher;
+
+        internal Arrival(DynamicBatcher batcher) => _batcher = batcher;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _batcher, null) is { } batcher) Interlocked.Decrement(ref batcher._arriving);
+        }
+    }
+
     private sealed record Pending(float[] Input, IReadOnlyList<int> Outputs, CancellationToken CancellationToken, long EnqueuedAt)
     {
         public TaskCompletionSource<float[][]> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
         public CancellationTokenRegistration Registration { get; set; }
+
+        /// <summary>The input's announcement, ended when the collector takes it.</summary>
+        public Arrival? Arrival { get; init; }
 
         /// <summary>Cancelled, past its deadline, or already answered: not worth model time.</summary>
         public bool IsAbandoned => CancellationToken.IsCancellationRequested || Completion.Task.IsCompleted;
