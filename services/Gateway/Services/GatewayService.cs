@@ -8,7 +8,7 @@ namespace Graft.Gateway.Services;
 /// <summary>The public API. Thin: checks the request, routes it to the backbone and the heads, shapes the reply.
 /// HeadService's NOT_FOUND already names the heads that exist, so it passes through as it is.</summary>
 public sealed class GatewayService(
-    PredictionFlow prediction, TrainingFlow training, ExportFlow export, BackboneDownstream backbone, HeadsDownstream heads) : V1.Gateway.GatewayBase
+    PredictionFlow prediction, TrainingFlow training, ExportFlow export, BackboneDownstream backbone, HeadsDownstream heads, HeadCatalog catalog) : V1.Gateway.GatewayBase
 {
     public override Task<PredictReply> Predict(PredictRequest request, ServerCallContext context)
         => prediction.PredictAsync(request, context.CancellationToken);
@@ -39,7 +39,14 @@ public sealed class GatewayService(
     public override async Task<DeleteHeadReply> DeleteHead(DeleteHeadRequest request, ServerCallContext context)
     {
         RequireName(request.Name);
-        return await heads.DeleteAsync(request, context.CancellationToken);
+        try
+        {
+            return await heads.DeleteAsync(request, context.CancellationToken);
+        }
+        finally
+        {
+            catalog.Invalidate();
+        }
     }
 
     public override async Task<HeadInfo> ActivateHead(ActivateVersionRequest request, ServerCallContext context)
@@ -49,7 +56,14 @@ public sealed class GatewayService(
         {
             throw new RpcException(new Status(StatusCode.InvalidArgument, $"version must be a positive version number of head '{request.Name}' (got {request.Version})."));
         }
-        return await heads.ActivateAsync(request, context.CancellationToken);
+        try
+        {
+            return await heads.ActivateAsync(request, context.CancellationToken);
+        }
+        finally
+        {
+            catalog.Invalidate();
+        }
     }
 
     public override async Task<DescribeReply> Describe(DescribeRequest request, ServerCallContext context)
