@@ -19,13 +19,17 @@ public static class TrainView
             {
                 var phaseChanged = p.Phase != lastPhase;
                 lastPhase = p.Phase;
+                if (p.Message.Length > 0)
+                {
+                    AnsiConsole.WriteLine($"  {spec.Name}: {p.Message}");
+                }
                 switch (p.Phase)
                 {
                     case TrainPhase.Queued when phaseChanged:
                         AnsiConsole.WriteLine($"  {spec.Name}: queued ({p.QueuePosition} job(s) ahead)");
                         break;
                     case TrainPhase.Extracting when phaseChanged || p.ImagesDone == p.ImagesTotal:
-                        AnsiConsole.WriteLine($"  {spec.Name}: extracting features {p.ImagesDone}/{p.ImagesTotal}");
+                        AnsiConsole.WriteLine($"  {spec.Name}: extracting features {p.ImagesDone}/{p.ImagesTotal}{Runs(p, examples)}");
                         break;
                     case TrainPhase.Training when phaseChanged || p.Epoch == p.EpochsTotal || p.Epoch % 10 == 0:
                         AnsiConsole.WriteLine($"  {spec.Name}: epoch {p.Epoch}/{p.EpochsTotal} {EpochSummary(p)}");
@@ -35,6 +39,7 @@ public static class TrainView
         }
 
         TrainResult? result = null;
+        var messages = new List<string>();
         await AnsiConsole.Progress()
             .AutoClear(false)
             .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new SpinnerColumn())
@@ -44,13 +49,23 @@ public static class TrainView
                 var train = ctx.AddTask($"{Markup.Escape(spec.Name)}: training", autoStart: false, maxValue: Math.Max(1, spec.Epochs));
                 result = await Trainer.TrainAsync(session, spec, examples, p =>
                 {
+                    if (p.Message.Length > 0)
+                    {
+                        // A live progress display cannot take lines in between: shown above it, and again after it.
+                        messages.Add(p.Message);
+                        extract.Description = $"{Markup.Escape(spec.Name)}: {Markup.Escape(p.Message)}";
+                    }
                     switch (p.Phase)
                     {
                         case TrainPhase.Queued:
                             extract.Description = $"{Markup.Escape(spec.Name)}: queued ({p.QueuePosition} ahead)";
                             break;
+                        case TrainPhase.Extracting when p.Message.Length == 0:
+                            extract.Description = $"{Markup.Escape(spec.Name)}: extracting features{Runs(p, examples)}";
+                            extract.MaxValue = Math.Max(1, p.ImagesTotal);
+                            extract.Value = p.ImagesDone;
+                            break;
                         case TrainPhase.Extracting:
-                            extract.Description = $"{Markup.Escape(spec.Name)}: extracting features";
                             extract.MaxValue = Math.Max(1, p.ImagesTotal);
                             extract.Value = p.ImagesDone;
                             break;
@@ -70,8 +85,16 @@ public static class TrainView
                     }
                 }, ct);
             });
+        foreach (var message in messages)
+        {
+            AnsiConsole.MarkupLine($"  {Markup.Escape(spec.Name)}: {Markup.Escape(message)}");
+        }
         return result!;
     }
+
+    /// <summary>With augmentation the backbone runs more often than there are images: say so.</summary>
+    private static string Runs(TrainProgress p, IReadOnlyList<Example> examples) =>
+        p.ImagesTotal > examples.Count ? " (backbone runs, augmented views included)" : "";
 
     private static string EpochSummary(TrainProgress p)
     {
@@ -87,6 +110,11 @@ public static class TrainView
         var m = v.Metrics ?? new HeadMetrics();
         var table = new Table().Border(TableBorder.Rounded).Title($"[bold]{Markup.Escape(v.Name)} v{v.Version}[/] ({v.Kind.Name()})")
             .AddColumn("metric").AddColumn(new TableColumn("value").RightAligned());
+        table.AddRow("depth", Markup.Escape(Format.Depth(v) + (v.CutPoint.Length > 0 ? $", fine-tuned from cut point '{v.CutPoint}'" : ", frozen backbone")));
+        if (v.DepthReason.Length > 0)
+        {
+            table.AddRow("  chosen by depth auto", Markup.Escape(v.DepthReason));
+        }
         table.AddRow("training rows", m.TrainRows.ToString(CultureInfo.InvariantCulture));
         table.AddRow("validation rows", m.ValidationRows.ToString(CultureInfo.InvariantCulture));
         table.AddRow("epochs run", m.EpochsRun.ToString(CultureInfo.InvariantCulture));
