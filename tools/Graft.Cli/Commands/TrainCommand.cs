@@ -36,7 +36,13 @@ public static class TrainCommand
                           "features; the default), last-block / last-stage (also fine-tune the backbone's last residual block / last stage: " +
                           "better with ~100+ images per class, slower), auto (the gateway picks by images per class and says why).",
         };
-        depth.AcceptOnlyFromAmong(HeadDepths.Probe, HeadDepths.Mlp, HeadDepths.LastBlock, HeadDepths.LastStage, HeadDepths.Auto);
+        depth.HelpName = "probe|mlp|last-block|last-stage|auto";
+        depth.Validators.Add(r =>
+        {
+            // Not AcceptOnlyFromAmong: its message does not name the option.
+            if (r.GetValueOrDefault<string?>() is { } text && !HeadDepths.TryParse(text, out _))
+                r.AddError($"--depth '{text}' is not a depth: use probe, mlp, last-block, last-stage or auto.");
+        });
         Option<int?> augment = new("--augment")
         {
             Description = "Augmented views per training image besides the original (flip, random resized crop, small rotation; 0-16, default 0). " +
