@@ -63,8 +63,11 @@ public sealed class HeadCatalog(HeadsDownstream heads, IOptions<GatewayOptions> 
             }
             catch (Grpc.Core.RpcException) when (!cancellationToken.IsCancellationRequested)
             {
-                // HeadService unreachable: go on with what was last known (or nothing); its Predict then fails in its own words.
-                return _snapshot ?? new Snapshot(new Dictionary<string, Entry>(), started, -1);
+                // HeadService unreachable: go on with what was last known (or nothing) and do not ask again before the TTL,
+                // so an outage costs one ListHeads per TTL, not one per Predict; HeadService's Predict fails in its own words.
+                var fallback = new Snapshot(_snapshot?.Heads ?? new Dictionary<string, Entry>(), started, generation);
+                _snapshot = fallback;
+                return fallback;
             }
             var entries = new Dictionary<string, Entry>(StringComparer.Ordinal);
             foreach (var head in list.Heads)
