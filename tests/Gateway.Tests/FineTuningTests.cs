@@ -91,9 +91,9 @@ public sealed class FineTuningTests(StackFixture fixture, ITestOutputHelper outp
 
         // Act
         var frozen = await fixture.TrainAsync(
-            new HeadSpec { Name = "auto-few", Kind = HeadKind.Classifier, Depth = HeadDepth.Auto, Epochs = 2, Seed = 7 }, few.Select(StackFixture.Labelled));
+            new HeadSpec { Name = "auto-few", Kind = HeadKind.Classifier, Depth = HeadDepth.Auto, Epochs = 2, Seed = 7, ValidationFraction = 0 }, few.Select(StackFixture.Labelled));
         var fineTuned = await fixture.TrainAsync(
-            new HeadSpec { Name = "auto-enough", Kind = HeadKind.Classifier, Depth = HeadDepth.Auto, Epochs = 1, Seed = 7 }, enough.Select(StackFixture.Labelled));
+            new HeadSpec { Name = "auto-enough", Kind = HeadKind.Classifier, Depth = HeadDepth.Auto, Epochs = 1, Seed = 7, ValidationFraction = 0 }, enough.Select(StackFixture.Labelled));
 
         // Assert
         var frozenReason = "2 images per class: frozen features with an MLP head (fine-tuning starts at 4, Graft:Gateway:AutoLastBlockPerClass)";
