@@ -28,6 +28,25 @@ if (renderIndex >= 0)
     return;
 }
 
+if (args.Contains("--finetune-curve"))
+{
+    // Issue 11's depth/accuracy curve, in process (BackboneService's model + HeadService's training code); resumable:
+    // bench/out/curve/curve.json keeps every point measured, and the features stay cached in bench/out/curve/features.
+    var curveLog = (string line) => Console.WriteLine($"[{DateTime.Now:HH:mm:ss}] {line}");
+    var curveDir = Path.Combine(benchDir, "out", quick ? "curve-quick" : "curve");
+    var curve = new Graft.Bench.Quality.FineTuneCurve(curveDir, curveLog, testImages: quick ? 200 : 2000).Run(Graft.Bench.Quality.FineTuneCurve.TriedChoices);
+    var resultsPath = Path.Combine(benchDir, "results.json");
+    if (!quick && File.Exists(resultsPath))
+    {
+        var saved = JsonSerializer.Deserialize<Results>(File.ReadAllText(resultsPath), json)!;
+        saved.FineTune = curve;
+        File.WriteAllText(resultsPath, JsonSerializer.Serialize(saved, json));
+        File.WriteAllText(Path.Combine(benchDir, "RESULTS.md"), ResultsWriter.Render(saved, Plots.Write(saved, benchDir)));
+        Console.WriteLine($"added the fine-tuning curve to {Path.Combine(benchDir, "RESULTS.md")}");
+    }
+    return;
+}
+
 var pairedIndex = Array.IndexOf(args, "--paired");
 if (pairedIndex >= 0)
 {
