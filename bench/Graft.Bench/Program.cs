@@ -5,6 +5,7 @@
 //   bench/run.sh --no-int8       skip the int8 backbone's rows
 //   bench/run.sh --paired DIR    add the paired (interleaved) measurement of the throughput goals to DIR/results.json
 //   bench/run.sh --render DIR    re-render RESULTS.md and the plots from DIR/results.json, measuring nothing
+//   bench/run.sh --finetune-curve [--report-only]   issue 11's depth/accuracy curve, in process; adds its section to bench/RESULTS.md
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Graft.Bench;
@@ -34,14 +35,18 @@ if (args.Contains("--finetune-curve"))
     // bench/out/curve/curve.json keeps every point measured, and the features stay cached in bench/out/curve/features.
     var curveLog = (string line) => Console.WriteLine($"[{DateTime.Now:HH:mm:ss}] {line}");
     var curveDir = Path.Combine(benchDir, "out", quick ? "curve-quick" : "curve");
-    var curve = new Graft.Bench.Quality.FineTuneCurve(curveDir, curveLog, testImages: quick ? 200 : 2000).Run(Graft.Bench.Quality.FineTuneCurve.TriedChoices);
+    // --report-only writes the section from what bench/out/curve/curve.json holds, measuring nothing.
+    var curveRunner = new Graft.Bench.Quality.FineTuneCurve(curveDir, curveLog, testImages: quick ? 200 : 2000);
+    var curve = args.Contains("--report-only") ? curveRunner.Load() : curveRunner.Run(Graft.Bench.Quality.FineTuneCurve.TriedChoices);
     var resultsPath = Path.Combine(benchDir, "results.json");
     if (!quick && File.Exists(resultsPath))
     {
         var saved = JsonSerializer.Deserialize<Results>(File.ReadAllText(resultsPath), json)!;
         saved.FineTune = curve;
         File.WriteAllText(resultsPath, JsonSerializer.Serialize(saved, json));
-        File.WriteAllText(Path.Combine(benchDir, "RESULTS.md"), ResultsWriter.Render(saved, Plots.Write(saved, benchDir)));
+        // The rest of RESULTS.md stays as that run wrote it; only the fine-tuning section is (re)written.
+        var resultsMd = Path.Combine(benchDir, "RESULTS.md");
+        File.WriteAllText(resultsMd, ResultsWriter.SpliceFineTune(File.ReadAllText(resultsMd), curve));
         Console.WriteLine($"added the fine-tuning curve to {Path.Combine(benchDir, "RESULTS.md")}");
     }
     return;
