@@ -18,6 +18,9 @@ public static class TrainingDefaults
     public const long Seed = 42;
     /// <summary>One hidden layer of this size when <c>spec.hidden</c> is absent.</summary>
     public const int HiddenSize = 256;
+    /// <summary>Adam learning rate of the fine-tuned backbone layers (fine-tuning depths only): a tenth of the new
+    /// layers' rate, because they start pretrained and the new layers start random.</summary>
+    public const double TailLearningRate = 1e-4;
 
     /// <summary>A default as the CLI's help prints it.</summary>
     public static string Text(double value) => value.ToString(CultureInfo.InvariantCulture);

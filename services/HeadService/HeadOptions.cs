@@ -48,6 +48,10 @@ public sealed class HeadOptions
     [Range(1, int.MaxValue)]
     public int MaxTrainingValues { get; set; } = 200_000_000;
 
+    /// <summary>Largest backbone tail (ONNX bytes) a fine-tuning Train call may send (ResNet18 last-stage: about 34 MB).</summary>
+    [Range(1, int.MaxValue)]
+    public int MaxTailBytes { get; set; } = 512 * 1024 * 1024;
+
     /// <summary>Largest parameter count of a head (25088x256 VGG16 head: about 6.4 M).</summary>
     [Range(1, int.MaxValue)]
     public int MaxHeadParameters { get; set; } = 64_000_000;

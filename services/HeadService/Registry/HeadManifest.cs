@@ -7,7 +7,12 @@ namespace Graft.Heads.Registry;
 /// <summary>The contents of <c>head.json</c>: everything needed to rebuild, check and describe one head version.</summary>
 public sealed record HeadManifest
 {
+    /// <summary>Frozen-feature versions are written as format 1, which every release reads; fine-tuned versions as
+    /// format 2, so a replica that predates fine-tuning refuses them (and keeps serving the previous version) instead
+    /// of running their head layers without their tail.</summary>
     public const int CurrentFormat = 1;
+    public const int FineTunedFormat = 2;
+    public const string TailFileName = "tail.onnx";
     public const string FileName = "head.json";
     public const string WeightsFileName = "weights.safetensors";
 
@@ -36,6 +41,23 @@ public sealed record HeadManifest
     public required string WeightsSha256 { get; init; }
     public long WeightsBytes { get; init; }
     public long ParameterCount { get; init; }
+    /// <summary>How deep training reached ("probe", "mlp", "last-block", "last-stage").</summary>
+    public HeadDepth Depth { get; init; } = HeadDepth.Mlp;
+    /// <summary>Why the Gateway chose this depth (depth = auto); empty otherwise.</summary>
+    public string DepthReason { get; init; } = "";
+    /// <summary>Fine-tuned versions: the cut point whose activations the version takes, their shape without the batch
+    /// dimension, and the retrained tail (ONNX, pretrained graph with the trained weights written into its
+    /// initializers), checked by size and SHA-256 like the weights. Empty for frozen-feature versions, whose input is
+    /// the final features; for fine-tuned ones <see cref="InputDimension"/> and the standardisation are the tail's output.</summary>
+    public string CutPoint { get; init; } = "";
+    public IReadOnlyList<long> CutShape { get; init; } = [];
+    public string TailFile { get; init; } = "";
+    public string TailSha256 { get; init; } = "";
+    public long TailBytes { get; init; }
+    public long TailParameterCount { get; init; }
+
+    [JsonIgnore]
+    public bool FineTuned => TailFile.Length > 0;
 
     private static readonly JsonSerializerOptions Json = new()
     {
@@ -43,7 +65,7 @@ public sealed record HeadManifest
         PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
         DefaultIgnoreCondition = JsonIgnoreCondition.Never,
         NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
-        Converters = { new HeadKindConverter() },
+        Converters = { new HeadKindConverter(), new HeadDepthConverter() },
     };
 
     public byte[] ToJsonBytes() => JsonSerializer.SerializeToUtf8Bytes(this, Json);
@@ -64,9 +86,14 @@ public sealed record HeadManifest
         {
             throw new InvalidDataException($"{FileName} is empty.");
         }
-        if (m.Format != CurrentFormat)
+        if (m.Format is not (CurrentFormat or FineTunedFormat))
         {
-            throw new InvalidDataException($"{FileName} has format {m.Format}; this service reads format {CurrentFormat}.");
+            throw new InvalidDataException($"{FileName} has format {m.Format}; this service reads formats {CurrentFormat} and {FineTunedFormat}.");
+        }
+        if (m.FineTuned != (m.Format == FineTunedFormat) || m.FineTuned != (m.CutPoint.Length > 0)
+            || (m.FineTuned && (m.TailSha256.Length != 64 || m.CutShape.Count == 0 || m.TailFile.Contains('/') || m.TailFile.Contains(".."))))
+        {
+            throw new InvalidDataException($"{FileName} has an inconsistent fine-tuned tail reference (format {m.Format}, cut point '{m.CutPoint}', tail file '{m.TailFile}').");
         }
         if (m.InputDimension <= 0 || m.FeatureMean.Length != m.InputDimension || m.FeatureStd.Length != m.InputDimension)
         {
@@ -101,7 +128,11 @@ internal sealed class HeadKindConverter : JsonConverter<HeadKind>
 /// <summary>The training settings a version was made with (defaults resolved).</summary>
 public sealed record HeadHyperparameters(
     int Epochs, double LearningRate, int BatchSize, double WeightDecay,
-    double ValidationFraction, int Patience, long Seed, double Dropout, IReadOnlyList<int> HiddenSizes, bool HiddenSpecified);
+    double ValidationFraction, int Patience, long Seed, double Dropout, IReadOnlyList<int> HiddenSizes, bool HiddenSpecified)
+{
+    /// <summary>Adam learning rate of the fine-tuned backbone layers; 0 for the frozen depths.</summary>
+    public double TailLearningRate { get; init; }
+}
 
 /// <summary>Validation metrics stored with a version (mirrors <c>graft.v1.HeadMetrics</c>).</summary>
 public sealed record HeadMetricsRecord
@@ -123,3 +154,17 @@ public sealed record HeadMetricsRecord
 }
 
 public sealed record ClassMetricsRecord(string Label, double Precision, double Recall, int Support);
+
+/// <summary>Reads and writes <see cref="HeadDepth"/> as its word; an unknown word is an unusable manifest.</summary>
+internal sealed class HeadDepthConverter : JsonConverter<HeadDepth>
+{
+    public override HeadDepth Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+    {
+        var word = reader.TokenType == JsonTokenType.String ? reader.GetString() : null;
+        return HeadDepths.TryParse(word, out var depth) && depth != HeadDepth.Auto
+            ? depth
+            : throw new InvalidDataException($"{HeadManifest.FileName} has unknown depth '{word ?? reader.TokenType.ToString()}'.");
+    }
+
+    public override void Write(Utf8JsonWriter writer, HeadDepth value, JsonSerializerOptions options) => writer.WriteStringValue(value.Name());
+}

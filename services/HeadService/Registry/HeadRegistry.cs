@@ -56,8 +56,9 @@ public sealed partial class HeadRegistry
     }
 
     /// <summary>Publishes a new version of <paramref name="draft"/>'s head and (by default) activates it.
-    /// The version number is the next free one, claimed by the atomic rename of a complete temporary folder.</summary>
-    public HeadManifest Publish(HeadManifest draft, byte[] weights, bool activate = true)
+    /// The version number is the next free one, claimed by the atomic rename of a complete temporary folder.
+    /// A fine-tuned version also stores its retrained <paramref name="tail"/> (ONNX), checksummed like the weights.</summary>
+    public HeadManifest Publish(HeadManifest draft, byte[] weights, bool activate = true, byte[]? tail = null)
     {
         if (!HeadName.IsValid(draft.Name))
         {
@@ -71,6 +72,17 @@ public sealed partial class HeadRegistry
         try
         {
             Durable.WriteNewFile(Path.Combine(temp, HeadManifest.WeightsFileName), weights);
+            if (tail is not null)
+            {
+                Durable.WriteNewFile(Path.Combine(temp, HeadManifest.TailFileName), tail);
+                draft = draft with
+                {
+                    Format = HeadManifest.FineTunedFormat,
+                    TailFile = HeadManifest.TailFileName,
+                    TailSha256 = Convert.ToHexStringLower(SHA256.HashData(tail)),
+                    TailBytes = tail.Length,
+                };
+            }
             for (var attempt = 0; ; attempt++)
             {
                 var version = RegistryPaths.NextVersion(headDir);
@@ -116,6 +128,10 @@ public sealed partial class HeadRegistry
         try
         {
             _ = HeadWeights.Load(entry);
+            if (entry.Manifest is { FineTuned: true })
+            {
+                _ = HeadWeights.LoadTail(entry);
+            }
         }
         catch (InvalidDataException e)
         {

@@ -96,6 +96,12 @@ internal sealed partial class RegistryScanner(ILogger logger)
                     ? $"weights file is {weights.Length} bytes but head.json says {manifest.WeightsBytes} (truncated or replaced)."
                     : "weights file is missing.");
             }
+            if (manifest.FineTuned && new FileInfo(Path.Combine(dir, manifest.TailFile)) is var tail && (!tail.Exists || tail.Length != manifest.TailBytes))
+            {
+                throw new InvalidDataException(tail.Exists
+                    ? $"tail file is {tail.Length} bytes but head.json says {manifest.TailBytes} (truncated or replaced)."
+                    : "tail file is missing.");
+            }
             error = _loadErrors.TryGetValue(key, out var loadError) ? loadError : null;
         }
         catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException)

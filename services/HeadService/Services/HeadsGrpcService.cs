@@ -1,6 +1,7 @@
 using System.Threading.Channels;
 using Graft.Heads.Registry;
 using Graft.Heads.Serving;
+using Graft.Heads.Tails;
 using Graft.Heads.Training;
 using Graft.V1;
 using Grpc.Core;
@@ -27,54 +28,87 @@ public sealed class HeadsGrpcService(
             var settings = TrainingSettings.FromSpec(requestStream.Current.Spec, options.Value);
             using var claim = scheduler.ClaimName(settings.Name);
 
-            var builder = new TrainingSetBuilder(settings, options.Value);
-            while (await requestStream.MoveNext(ct))
-            {
-                var message = requestStream.Current;
-                if (message.ItemCase != TrainHeadRowsRequest.ItemOneofCase.Rows)
-                {
-                    throw HeadException.Invalid($"Only one spec may be sent, first; a second one arrived after {builder.Rows} rows.");
-                }
-                foreach (var row in message.Rows.Rows)
-                {
-                    builder.Add(row);
-                }
-            }
-            var data = builder.Build();
-
-            // The training thread must never wait on the network, so progress goes through an unbounded channel.
-            var progress = Channel.CreateUnbounded<TrainProgress>(new UnboundedChannelOptions { SingleReader = true });
-            var job = coordinator.RunAsync(settings, data, e => progress.Writer.TryWrite(ToProgress(e)), ct);
-            _ = job.ContinueWith(_ => progress.Writer.TryComplete(), TaskScheduler.Default);
-            Exception? streamError = null;
+            // Fine-tuning depths: the tail pieces come first, and the rows are checked against its input shape.
+            var assembler = new TailAssembler(settings, options.Value);
+            ReceivedTail? tail = null;
             try
             {
-                await foreach (var update in progress.Reader.ReadAllAsync(ct))
+                TrainingSetBuilder? builder = settings.Depth.FineTunes() ? null : new TrainingSetBuilder(settings, options.Value);
+                while (await requestStream.MoveNext(ct))
                 {
-                    await responseStream.WriteAsync(update, ct);
+                    var message = requestStream.Current;
+                    switch (message.ItemCase)
+                    {
+                        case TrainHeadRowsRequest.ItemOneofCase.Tail when builder is not null && settings.Depth.FineTunes():
+                            throw HeadException.Invalid($"A tail piece arrived after {builder.Rows} rows; the tail must come right after the spec, before any row.");
+                        case TrainHeadRowsRequest.ItemOneofCase.Tail:
+                            assembler.Add(message.Tail);
+                            break;
+                        case TrainHeadRowsRequest.ItemOneofCase.Rows:
+                            if (builder is null)
+                            {
+                                tail = assembler.Complete();
+                                builder = new TrainingSetBuilder(settings, options.Value, tail);
+                            }
+                            foreach (var row in message.Rows.Rows)
+                            {
+                                builder.Add(row);
+                            }
+                            break;
+                        case TrainHeadRowsRequest.ItemOneofCase.Spec:
+                            throw HeadException.Invalid($"Only one spec may be sent, first; a second one arrived after {builder?.Rows ?? 0} rows.");
+                        default:
+                            throw HeadException.Invalid("A Train message after the spec is empty; send `tail` pieces (fine-tuning depths) or `rows`.");
+                    }
                 }
+                if (builder is null)
+                {
+                    tail = assembler.Complete();
+                    builder = new TrainingSetBuilder(settings, options.Value, tail);
+                }
+                await TrainAndReport(settings, builder.Build(), tail, responseStream, ct);
             }
-            catch (Exception e) when (e is OperationCanceledException or IOException or InvalidOperationException)
+            finally
             {
-                streamError = e;
+                tail?.Dispose();
             }
-            // Keep the name claimed until the job has really stopped, so a retry never overlaps a finishing job.
-            var manifest = await job;
-            if (streamError is not null)
-            {
-                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(streamError);
-            }
-            await responseStream.WriteAsync(new TrainProgress
-            {
-                Phase = TrainPhase.Published,
-                Epoch = manifest.Metrics.EpochsRun,
-                EpochsTotal = manifest.Hyperparameters.Epochs,
-                TrainLoss = manifest.Metrics.FinalTrainLoss,
-                ElapsedSeconds = manifest.Metrics.TrainingSeconds,
-                Published = ProtoMapping.ToVersionInfo(manifest),
-            }, ct);
             return true;
         });
+    }
+
+    private async Task TrainAndReport(TrainingSettings settings, TrainingSet data, ReceivedTail? tail, IServerStreamWriter<TrainProgress> responseStream, CancellationToken ct)
+    {
+        // The training thread must never wait on the network, so progress goes through an unbounded channel.
+        var progress = Channel.CreateUnbounded<TrainProgress>(new UnboundedChannelOptions { SingleReader = true });
+        var job = coordinator.RunAsync(settings, data, tail, e => progress.Writer.TryWrite(ToProgress(e)), ct);
+        _ = job.ContinueWith(_ => progress.Writer.TryComplete(), TaskScheduler.Default);
+        Exception? streamError = null;
+        try
+        {
+            await foreach (var update in progress.Reader.ReadAllAsync(ct))
+            {
+                await responseStream.WriteAsync(update, ct);
+            }
+        }
+        catch (Exception e) when (e is OperationCanceledException or IOException or InvalidOperationException)
+        {
+            streamError = e;
+        }
+        // Keep the name claimed until the job has really stopped, so a retry never overlaps a finishing job.
+        var manifest = await job;
+        if (streamError is not null)
+        {
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(streamError);
+        }
+        await responseStream.WriteAsync(new TrainProgress
+        {
+            Phase = TrainPhase.Published,
+            Epoch = manifest.Metrics.EpochsRun,
+            EpochsTotal = manifest.Hyperparameters.Epochs,
+            TrainLoss = manifest.Metrics.FinalTrainLoss,
+            ElapsedSeconds = manifest.Metrics.TrainingSeconds,
+            Published = ProtoMapping.ToVersionInfo(manifest),
+        }, ct);
     }
 
     public override Task<HeadPredictReply> Predict(HeadPredictRequest request, ServerCallContext context)
@@ -136,6 +170,14 @@ public sealed class HeadsGrpcService(
             var entry = head.Find(version) ?? throw new HeadException(HeadErrorKind.NotFound, version == 0
                 ? $"Head '{head.Name}' has no loadable version to export; retrain it or activate a good version."
                 : $"Head '{head.Name}' has no version {version}; its versions are {string.Join(", ", head.Versions.Select(v => v.Version))}.");
+            if (entry.Manifest is { FineTuned: true } fineTuned)
+            {
+                // The export format describes an MLP on the final features; a fine-tuned version also needs its
+                // retrained backbone layers in the composed graph, which Gateway.ExportHead does not build yet.
+                throw new HeadException(HeadErrorKind.FailedPrecondition,
+                    $"Head '{head.Name}' v{version} fine-tunes the backbone from {fineTuned.CutPoint} (depth {fineTuned.Depth.Name()}); export covers heads on the frozen final features (probe, mlp) only. " +
+                    "Export a frozen-depth version, or train one to export.");
+            }
             IReadOnlyList<NamedTensor> weights;
             try
             {
@@ -186,6 +228,7 @@ public sealed class HeadsGrpcService(
             ValidationMetric = r.Metric,
             ElapsedSeconds = r.ElapsedSeconds,
         },
+        JobEvent.Note n => new TrainProgress { Phase = TrainPhase.Training, EpochsTotal = n.EpochsTotal, Message = n.Message },
         _ => throw new ArgumentOutOfRangeException(nameof(e)),
     };
 

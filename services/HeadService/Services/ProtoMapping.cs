@@ -34,14 +34,22 @@ internal static class ProtoMapping
         info.InputDimension = m.InputDimension;
         info.BackboneFingerprint = m.BackboneFingerprint;
         info.Created = Timestamp.FromDateTimeOffset(m.Created);
-        info.SizeBytes = m.WeightsBytes;
+        info.SizeBytes = m.WeightsBytes + m.TailBytes;
         var h = m.Hyperparameters;
         info.Spec = new HeadSpec
         {
             Name = m.Name, Kind = info.Kind, BackboneFingerprint = m.BackboneFingerprint, Description = m.Description,
             Epochs = h.Epochs, LearningRate = h.LearningRate, BatchSize = h.BatchSize, WeightDecay = h.WeightDecay,
             ValidationFraction = h.ValidationFraction, Patience = h.Patience, Seed = h.Seed, Dropout = h.Dropout,
+            Depth = m.Depth, DepthReason = m.DepthReason,
         };
+        if (m.FineTuned)
+        {
+            info.Spec.TailLearningRate = h.TailLearningRate;
+        }
+        info.CutPoint = m.CutPoint;
+        info.CutShape.AddRange(m.CutShape);
+        info.DepthReason = m.DepthReason;
         if (h.HiddenSpecified)
         {
             info.Spec.Hidden = new HiddenLayers();

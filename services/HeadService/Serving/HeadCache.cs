@@ -43,7 +43,7 @@ public sealed class HeadCache : IDisposable
         }
         // Load outside the lock: a large head takes a while and must not block other heads.
         var manifest = entry.Manifest ?? throw new InvalidDataException(entry.Error ?? "head.json is unreadable.");
-        var loaded = new LoadedHead(manifest, HeadWeights.Load(entry), _device);
+        var loaded = new LoadedHead(manifest, HeadWeights.Load(entry), _device, manifest.FineTuned ? HeadWeights.LoadTail(entry) : null);
         _telemetry.HeadLoaded();
         var evicted = new List<LoadedHead>();
         LoadedHead result;

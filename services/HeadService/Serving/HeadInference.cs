@@ -53,6 +53,7 @@ public sealed partial class HeadInference
             throw HeadException.Invalid($"top_k is {request.TopK}; it must be 0 (default {DefaultTopK}) or positive.");
         }
         var topK = request.TopK == 0 ? DefaultTopK : request.TopK;
+        CheckCutFeatures(request);
         var names = request.Heads.Distinct(StringComparer.Ordinal).ToList();
         if (names.Count > _maxHeads)
         {
@@ -68,12 +69,22 @@ public sealed partial class HeadInference
 
         var snapshot = _registry.Current;
         var selected = new List<LoadedHead>();
+        var reply = new HeadPredictReply();
         if (names.Count == 0)
         {
             // Every active head that accepts these features.
             foreach (var head in snapshot.Heads.Values.OrderBy(h => h.Name, StringComparer.Ordinal))
             {
-                if (TryLoadServing(head) is { } loaded && Compatible(loaded.Manifest, request) is null)
+                if (TryLoadServing(head) is not { } loaded)
+                {
+                    continue;
+                }
+                if (Compatible(loaded.Manifest, request) is { } reason)
+                {
+                    // Not silently: the reply says which active heads did not answer and why.
+                    reply.Skipped.Add(new SkippedHead { Head = head.Name, Version = loaded.Manifest.Version, Reason = reason });
+                }
+                else
                 {
                     selected.Add(loaded);
                 }
@@ -94,13 +105,14 @@ public sealed partial class HeadInference
             }
         }
 
-        var reply = new HeadPredictReply();
+        var features = request.Features.ToArray();
         foreach (var head in selected)
         {
             var current = head;
             HeadOutput output;
             // A concurrent eviction may dispose the head between lookup and run; reload once and retry.
-            for (var attempt = 0; !current.TryRun(request.Features.ToArray(), topK, out output); attempt++)
+            var cut = CutValues(request, current.Manifest.CutPoint);
+            for (var attempt = 0; !current.TryRun(features, cut, topK, out output); attempt++)
             {
                 var entry = _registry.Current.Heads.GetValueOrDefault(current.Manifest.Name)?.Find(current.Manifest.Version);
                 if (entry is null || attempt > 3)
@@ -129,8 +141,53 @@ public sealed partial class HeadInference
         {
             return $"Head '{manifest.Name}' v{manifest.Version} takes {manifest.InputDimension} features, but {request.Features.Count} were sent.";
         }
+        if (manifest.FineTuned)
+        {
+            var cut = request.CutFeatures.FirstOrDefault(c => c.CutPoint == manifest.CutPoint);
+            if (cut is null)
+            {
+                return $"Head '{manifest.Name}' v{manifest.Version} fine-tunes the backbone from cut point '{manifest.CutPoint}', so it needs the activations there: " +
+                    $"send them in cut_features (Backbone.Extract with cut_points [\"{manifest.CutPoint}\"] returns them from the same run as the features; the Gateway does this).";
+            }
+            if (!cut.Shape.SequenceEqual(manifest.CutShape))
+            {
+                return $"Head '{manifest.Name}' v{manifest.Version} takes {manifest.CutPoint} activations of shape [{string.Join(", ", manifest.CutShape)}], but cut_features has [{string.Join(", ", cut.Shape)}].";
+            }
+        }
         return null;
     }
+
+    /// <summary>Every cut_features entry names a cut point once, and holds finite values matching its shape.</summary>
+    private static void CheckCutFeatures(HeadPredictRequest request)
+    {
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        for (var k = 0; k < request.CutFeatures.Count; k++)
+        {
+            var cut = request.CutFeatures[k];
+            if (string.IsNullOrEmpty(cut.CutPoint) || !seen.Add(cut.CutPoint))
+            {
+                throw HeadException.Invalid(string.IsNullOrEmpty(cut.CutPoint)
+                    ? $"cut_features[{k}].cut_point is empty; name the cut point the activations come from."
+                    : $"cut_features[{k}] repeats cut point '{cut.CutPoint}'; send each cut point once.");
+            }
+            var expected = cut.Shape.Count == 0 || cut.Shape.Any(d => d <= 0) ? -1 : cut.Shape.Aggregate(1L, (a, d) => a * d);
+            if (expected != cut.Values.Count)
+            {
+                throw HeadException.Invalid(
+                    $"cut_features[{k}] ({cut.CutPoint}) has {cut.Values.Count} values but its shape [{string.Join(", ", cut.Shape)}] needs {(expected < 0 ? "positive dimensions" : expected.ToString(System.Globalization.CultureInfo.InvariantCulture))}.");
+            }
+            for (var i = 0; i < cut.Values.Count; i++)
+            {
+                if (!float.IsFinite(cut.Values[i]))
+                {
+                    throw HeadException.Invalid($"cut_features[{k}] ({cut.CutPoint}) value {i} is {cut.Values[i]}; activations must be finite numbers.");
+                }
+            }
+        }
+    }
+
+    private static float[] CutValues(HeadPredictRequest request, string cutPoint)
+        => cutPoint.Length == 0 ? [] : request.CutFeatures.First(c => c.CutPoint == cutPoint).Values.ToArray();
 
     private LoadedHead? TryLoadServing(HeadEntry head)
     {

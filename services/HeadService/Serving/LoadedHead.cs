@@ -1,8 +1,10 @@
 using Graft.Heads.Model;
 using Graft.Heads.Registry;
+using Graft.Heads.Tails;
 using Graft.V1;
 using TorchSharp;
 using static TorchSharp.torch;
+using Tensor = TorchSharp.torch.Tensor;
 
 namespace Graft.Heads.Serving;
 
@@ -11,11 +13,16 @@ namespace Graft.Heads.Serving;
 public sealed class LoadedHead : IDisposable
 {
     private readonly HeadNetwork _network;
+    // Fine-tuned versions: the retrained tail and the standardisation of its output.
+    private readonly OnnxTail? _tail;
+    private readonly Tensor? _tailMean;
+    private readonly Tensor? _tailStd;
     private readonly Device _device;
     private readonly Lock _gate = new();
     private bool _disposed;
 
-    public LoadedHead(HeadManifest manifest, IReadOnlyList<NamedTensor> weights, Device device)
+    /// <exception cref="InvalidDataException">The weights do not fit the manifest, or the tail does not convert.</exception>
+    public LoadedHead(HeadManifest manifest, IReadOnlyList<NamedTensor> weights, Device device, byte[]? tailOnnx = null)
     {
         Manifest = manifest;
         _device = device;
@@ -40,13 +47,36 @@ public sealed class LoadedHead : IDisposable
             }
             _network.to(device);
             _network.eval();
+            if (manifest.FineTuned)
+            {
+                try
+                {
+                    _tail = OnnxTail.FromOnnx(tailOnnx ?? throw new InvalidDataException("tail file was not loaded."));
+                }
+                catch (TailConversionException e)
+                {
+                    throw new InvalidDataException($"tail file does not convert: {e.Message}", e);
+                }
+                if (!_tail.InputShape.SequenceEqual(manifest.CutShape))
+                {
+                    throw new InvalidDataException(
+                        $"tail file takes [{string.Join(", ", _tail.InputShape)}] but head.json says cut shape [{string.Join(", ", manifest.CutShape)}].");
+                }
+                _tail.to(device);
+                _tail.eval();
+                _tailMean = tensor(manifest.FeatureMean).to(device);
+                _tailStd = tensor(manifest.FeatureStd).to(device);
+            }
         }
         catch
         {
             _network.Dispose();
+            _tail?.Dispose();
+            _tailMean?.Dispose();
+            _tailStd?.Dispose();
             throw;
         }
-        SizeBytes = manifest.ParameterCount * sizeof(float) + manifest.InputDimension * 2L * sizeof(float);
+        SizeBytes = (manifest.ParameterCount + manifest.TailParameterCount) * sizeof(float) + manifest.InputDimension * 2L * sizeof(float);
     }
 
     public HeadManifest Manifest { get; }
@@ -54,14 +84,23 @@ public sealed class LoadedHead : IDisposable
     /// <summary>Approximate memory held: parameters plus normalisation vectors.</summary>
     public long SizeBytes { get; }
 
-    /// <summary>Runs the head on one feature vector. False when the head was disposed meanwhile.</summary>
-    public bool TryRun(ReadOnlySpan<float> features, int topK, out HeadOutput output)
+    /// <summary>Runs the head on one feature vector (a fine-tuned version: on the activations at its cut point,
+    /// <paramref name="cutValues"/>). False when the head was disposed meanwhile.</summary>
+    public bool TryRun(ReadOnlySpan<float> features, ReadOnlySpan<float> cutValues, int topK, out HeadOutput output)
     {
         var m = Manifest;
-        var normalised = new float[features.Length];
-        for (var j = 0; j < normalised.Length; j++)
+        float[] input;
+        if (m.FineTuned)
         {
-            normalised[j] = (features[j] - m.FeatureMean[j]) / m.FeatureStd[j];
+            input = cutValues.ToArray();
+        }
+        else
+        {
+            input = new float[features.Length];
+            for (var j = 0; j < input.Length; j++)
+            {
+                input[j] = (features[j] - m.FeatureMean[j]) / m.FeatureStd[j];
+            }
         }
         output = new HeadOutput { Head = m.Name, Version = m.Version, Kind = m.Kind };
         float[] values;
@@ -73,7 +112,9 @@ public sealed class LoadedHead : IDisposable
             }
             using var noGrad = no_grad();
             using var scope = NewDisposeScope();
-            var x = tensor(normalised, [1, normalised.Length]).to(_device);
+            var x = _tail is null
+                ? tensor(input, [1, input.Length]).to(_device)
+                : _tail.call(tensor(input, [1, .. m.CutShape]).to(_device)).sub(_tailMean!).div(_tailStd!);
             var y = _network.call(x);
             if (output.Kind == HeadKind.Classifier)
             {
@@ -105,6 +146,9 @@ public sealed class LoadedHead : IDisposable
             }
             _disposed = true;
             _network.Dispose();
+            _tail?.Dispose();
+            _tailMean?.Dispose();
+            _tailStd?.Dispose();
         }
     }
 }

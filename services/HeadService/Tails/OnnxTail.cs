@@ -25,6 +25,8 @@ public sealed class OnnxTail : nn.Module<Tensor, Tensor>
     private readonly string _input;
     private readonly string _output;
     private readonly List<Step> _steps = [];
+    // Where each trainable tensor came from, so the trained values can be written back into the graph.
+    private readonly List<(string Initializer, Func<Tensor> Value)> _writeBack = [];
 
     private OnnxTail(string input, string output) : base("tail")
     {
@@ -81,6 +83,42 @@ public sealed class OnnxTail : nn.Module<Tensor, Tensor>
         return tail;
     }
 
+    /// <summary>Values per output row (the final features' dimension), found by running one zero input.</summary>
+    public int OutputDimension()
+    {
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        var wasTraining = training;
+        eval();
+        var dimension = (int)call(zeros([1, .. InputShape])).shape[1];
+        if (wasTraining) train();
+        return dimension;
+    }
+
+    /// <summary>The tail graph <paramref name="original"/> (the ONNX this module was converted from) with this module's
+    /// current (trained) weights written into its initializers: the same graph, so it converts back to this module
+    /// and any ONNX runtime can run it.</summary>
+    public byte[] ToOnnx(byte[] original)
+    {
+        var model = ModelProto.Parser.ParseFrom(original);
+        var initializers = model.Graph.Initializer.ToDictionary(t => t.Name);
+        using var noGrad = no_grad();
+        foreach (var (name, value) in _writeBack)
+        {
+            using var scope = NewDisposeScope();
+            var target = initializers[name];
+            var values = value().contiguous().cpu().data<float>().ToArray();
+            var expected = target.Dims.Aggregate(1L, (a, d) => a * d);
+            if (values.Length != expected)
+            {
+                throw new InvalidOperationException($"Initializer '{name}' holds {expected} values but the trained tensor has {values.Length}.");
+            }
+            target.FloatData.Clear();
+            target.RawData = Google.Protobuf.ByteString.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()));
+        }
+        return Google.Protobuf.MessageExtensions.ToByteArray(model);
+    }
+
     public override Tensor forward(Tensor input)
     {
         using var scope = NewDisposeScope();
@@ -118,6 +156,8 @@ public sealed class OnnxTail : nn.Module<Tensor, Tensor>
                     padding: symmetric ? (pad[0], pad[1]) : (0, 0), dilation: (dilations[0], dilations[1]), groups: groups, bias: node.Input.Count > 2);
                 conv.weight!.copy_(weight);
                 if (node.Input.Count > 2) conv.bias!.copy_(Weight(2));
+                _writeBack.Add((node.Input[1], () => conv.weight!));
+                if (node.Input.Count > 2) _writeBack.Add((node.Input[2], () => conv.bias!));
                 register_module(name, conv);
                 // ONNX allows begin ≠ end padding (the CNTK ResNet18 export uses it on strided convolutions); torch does not.
                 return symmetric
@@ -132,6 +172,9 @@ public sealed class OnnxTail : nn.Module<Tensor, Tensor>
                 bn.bias!.copy_(Weight(2));
                 bn.running_mean!.copy_(Weight(3));
                 bn.running_var!.copy_(Weight(4));
+                // The running statistics stay as they are; only the affine weights train.
+                _writeBack.Add((node.Input[1], () => bn.weight!));
+                _writeBack.Add((node.Input[2], () => bn.bias!));
                 register_module(name, bn);
                 return Unary(x => nn.functional.batch_norm(x, bn.running_mean!, bn.running_var!, bn.weight, bn.bias, training: false, eps: epsilon));
             }
@@ -192,6 +235,11 @@ public sealed class OnnxTail : nn.Module<Tensor, Tensor>
                 var linear = nn.Linear(w.shape[1], w.shape[0], hasBias: node.Input.Count > 2);
                 linear.weight!.copy_(w.mul(Float(node, "alpha", 1f)));
                 if (node.Input.Count > 2) linear.bias!.copy_(Weight(2).mul(Float(node, "beta", 1f)));
+                var transB = Int(node, "transB", 0) == 1;
+                var alpha = Float(node, "alpha", 1f);
+                var beta = Float(node, "beta", 1f);
+                _writeBack.Add((node.Input[1], () => transB ? linear.weight!.div(alpha) : linear.weight!.div(alpha).t()));
+                if (node.Input.Count > 2) _writeBack.Add((node.Input[2], () => linear.bias!.div(beta)));
                 register_module(name, linear);
                 return Unary(x => linear.call(x));
             }
@@ -200,6 +248,7 @@ public sealed class OnnxTail : nn.Module<Tensor, Tensor>
                 var w = Weight(1);
                 var linear = nn.Linear(w.shape[0], w.shape[1], hasBias: false);
                 linear.weight!.copy_(w.t());
+                _writeBack.Add((node.Input[1], () => linear.weight!.t()));
                 register_module(name, linear);
                 return Unary(x => linear.call(x));
             }

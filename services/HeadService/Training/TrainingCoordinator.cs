@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Graft.Heads.Registry;
+using Graft.Heads.Tails;
 using Graft.V1;
 using Microsoft.Extensions.Logging;
 
@@ -10,6 +11,8 @@ public abstract record JobEvent
 {
     public sealed record Queued(int JobsAhead) : JobEvent;
     public sealed record Epoch(EpochReport Report) : JobEvent;
+    /// <summary>A line for people about a decision taken (TrainProgress.message).</summary>
+    public sealed record Note(string Message, int EpochsTotal) : JobEvent;
 }
 
 /// <summary>Runs one validated training job end to end: queue → train (dedicated thread) → publish.
@@ -17,7 +20,12 @@ public abstract record JobEvent
 public sealed partial class TrainingCoordinator(
     TrainingScheduler scheduler, HeadTrainer trainer, HeadRegistry registry, HeadsTelemetry telemetry, ILogger<TrainingCoordinator> logger)
 {
-    public async Task<HeadManifest> RunAsync(TrainingSettings settings, TrainingSet data, Action<JobEvent> onEvent, CancellationToken cancellationToken)
+    public Task<HeadManifest> RunAsync(TrainingSettings settings, TrainingSet data, Action<JobEvent> onEvent, CancellationToken cancellationToken)
+        => RunAsync(settings, data, null, onEvent, cancellationToken);
+
+    /// <summary>Queues, trains and publishes; <paramref name="tail"/> is the backbone tail of a fine-tuning depth
+    /// (the caller owns it and disposes it after the returned task has finished).</summary>
+    public async Task<HeadManifest> RunAsync(TrainingSettings settings, TrainingSet data, ReceivedTail? tail, Action<JobEvent> onEvent, CancellationToken cancellationToken)
     {
         var clock = Stopwatch.StartNew();
         var outcome = "failed";
@@ -26,7 +34,16 @@ public sealed partial class TrainingCoordinator(
             var manifest = await scheduler.RunAsync(ct =>
             {
                 LogStarted(logger, settings.Name, settings.Kind.Name(), data.Rows, data.Dimension);
-                var trained = trainer.Train(settings, data, new Reporter(e => onEvent(new JobEvent.Epoch(e))), ct);
+                if (tail is not null)
+                {
+                    var h = settings.Hyperparameters;
+                    var parameters = tail.Module.parameters().Sum(p => p.numel());
+                    LogFineTuning(logger, settings.Name, tail.CutPoint, parameters, h.TailLearningRate);
+                    onEvent(new JobEvent.Note(
+                        $"Fine-tuning the backbone from {tail.CutPoint} ({parameters / 1e6:F1} M pretrained weights, learning rate {h.TailLearningRate:G3}; batch-norm statistics frozen) " +
+                        $"under a new {(h.HiddenSizes.Count == 0 ? "linear layer" : "MLP")} (learning rate {h.LearningRate:G3}), on {data.Rows} rows.", h.Epochs));
+                }
+                var trained = trainer.Train(settings, data, tail, new Reporter(e => onEvent(new JobEvent.Epoch(e))), ct);
                 ct.ThrowIfCancellationRequested();
                 return Publish(settings.Name, trained);
             }, position => onEvent(new JobEvent.Queued(position)), cancellationToken);
@@ -57,7 +74,7 @@ public sealed partial class TrainingCoordinator(
     {
         try
         {
-            return registry.Publish(trained.Manifest, SafeTensors.Serialize(trained.Weights));
+            return registry.Publish(trained.Manifest, SafeTensors.Serialize(trained.Weights), tail: trained.Tail);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -82,6 +99,9 @@ public sealed partial class TrainingCoordinator(
 
     [LoggerMessage(EventId = 3300, Level = LogLevel.Information, Message = "Training head {Name} ({Kind}) on {Rows} rows of {Dimension} features")]
     private static partial void LogStarted(ILogger logger, string name, string kind, int rows, int dimension);
+
+    [LoggerMessage(EventId = 3400, Level = LogLevel.Information, Message = "Head {Name} fine-tunes the backbone from {CutPoint} ({Parameters} weights, learning rate {TailLearningRate})")]
+    private static partial void LogFineTuning(ILogger logger, string name, string cutPoint, long parameters, double tailLearningRate);
 
     [LoggerMessage(EventId = 3301, Level = LogLevel.Information, Message = "Training of head {Name} was cancelled; nothing was published")]
     private static partial void LogCancelled(ILogger logger, string name);

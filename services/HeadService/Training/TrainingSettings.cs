@@ -4,9 +4,21 @@ using Graft.V1;
 namespace Graft.Heads.Training;
 
 /// <summary>A training spec with every default resolved and every range checked.</summary>
+/// <remarks><see cref="Depth"/> is never <see cref="HeadDepth.Unspecified"/> (that is <see cref="HeadDepth.Mlp"/>) nor
+/// <see cref="HeadDepth.Auto"/> (the Gateway resolves it).</remarks>
 public sealed record TrainingSettings(
     string Name, HeadKind Kind, string BackboneFingerprint, string Description, HeadHyperparameters Hyperparameters)
 {
+    public const int MaxDepthReasonLength = 1024;
+
+    public HeadDepth Depth { get; init; } = HeadDepth.Mlp;
+
+    /// <summary>Why the Gateway chose this depth (from <c>depth = auto</c>); empty otherwise.</summary>
+    public string DepthReason { get; init; } = "";
+
+    /// <summary>The cut point whose activations the rows hold; empty for the frozen depths.</summary>
+    public string CutPoint => Depth.CutPoint();
+
     public const int MaxHiddenLayers = 8;
     public const int MaxHiddenSize = 65_536;
     public const int MaxBatchSize = 65_536;
@@ -36,7 +48,34 @@ public sealed record TrainingSettings(
         {
             throw HeadException.Invalid($"spec.description is longer than {MaxDescriptionLength} characters.");
         }
-        var hidden = spec.Hidden is null ? [TrainingDefaults.HiddenSize] : spec.Hidden.Sizes.ToArray();
+        var depth = spec.Depth == HeadDepth.Unspecified ? HeadDepth.Mlp : spec.Depth;
+        switch (depth)
+        {
+            case HeadDepth.Auto:
+                throw HeadException.Invalid(
+                    "spec.depth is HEAD_DEPTH_AUTO, which the Gateway resolves from the examples per class before training; HeadService needs the chosen depth (probe, mlp, last-block or last-stage).");
+            case HeadDepth.Probe when spec.Hidden is { Sizes.Count: > 0 }:
+                throw HeadException.Invalid(
+                    $"spec.hidden has {spec.Hidden.Sizes.Count} layer(s) but spec.depth is HEAD_DEPTH_PROBE, a linear layer on the final features; leave hidden empty or use HEAD_DEPTH_MLP.");
+            case not (HeadDepth.Probe or HeadDepth.Mlp or HeadDepth.LastBlock or HeadDepth.LastStage):
+                throw HeadException.Invalid($"spec.depth is {(int)depth}, which is not a HeadDepth value.");
+        }
+        if (spec.HasTailLearningRate && !depth.FineTunes())
+        {
+            throw HeadException.Invalid(
+                $"spec.tail_learning_rate is set but spec.depth is {depth.Name()}, which trains no backbone layers; set it only with last-block or last-stage.");
+        }
+        var tailLr = spec.HasTailLearningRate ? spec.TailLearningRate : TrainingDefaults.TailLearningRate;
+        Check(double.IsFinite(tailLr) && tailLr >= 0 && tailLr <= 10, $"spec.tail_learning_rate is {tailLr}; it must be in [0, 10] (0 keeps the backbone layers as pretrained).");
+        if (spec.DepthReason.Length > MaxDepthReasonLength)
+        {
+            throw HeadException.Invalid($"spec.depth_reason is longer than {MaxDepthReasonLength} characters.");
+        }
+        // A probe has no hidden layer; a fine-tuning depth puts a linear layer on the retrained tail unless hidden
+        // sizes are given (the tail already is the deep part, and a linear layer is what the measured prototype used).
+        int[] hidden = spec.Hidden is not null ? spec.Hidden.Sizes.ToArray()
+            : depth == HeadDepth.Mlp ? [TrainingDefaults.HiddenSize]
+            : [];
         if (hidden.Length > MaxHiddenLayers)
         {
             throw HeadException.Invalid($"spec.hidden has {hidden.Length} layers; at most {MaxHiddenLayers} are allowed.");
@@ -70,7 +109,14 @@ public sealed record TrainingSettings(
             dropout = 0;
         }
         return new TrainingSettings(spec.Name, spec.Kind, spec.BackboneFingerprint, spec.Description,
-            new HeadHyperparameters(epochs, lr, batch, decay, validation, patience, seed, dropout, hidden, spec.Hidden is not null));
+            new HeadHyperparameters(epochs, lr, batch, decay, validation, patience, seed, dropout, hidden, spec.Hidden is not null)
+            {
+                TailLearningRate = depth.FineTunes() ? tailLr : 0,
+            })
+        {
+            Depth = depth,
+            DepthReason = spec.DepthReason,
+        };
     }
 
     private static void Check(bool ok, string message)
