@@ -113,7 +113,7 @@ public sealed class FineTuneCurve(string outDir, Action<string> log, int testIma
             var rows = Rows(store, poolImages, poolSet, n, depth, viewCount, poolLengths);
             var load = MachineInfoReader.LoadAverage();
             var cut = CutOf(model, depth);
-            using var head = training.TrainClassifier(depth, rows, cut?.TailOnnx, cut?.Shape, choices);
+            using var head = training.Train(depth, Graft.V1.HeadKind.Classifier, rows, cut?.TailOnnx, choices);
             var predicted = head.Predict(testSet.Read(depth, Enumerable.Range(0, test.Count).ToArray()), test.Count);
             var accuracy = predicted.Where((p, i) => (int)p == testClasses[i]).Count() / (double)test.Count;
             results.Points.Add(new FineTunePoint(n, depth, viewCount, tag, accuracy, head.TrainingSeconds, head.EpochsRun, rows.Rows, load));
@@ -127,7 +127,7 @@ public sealed class FineTuneCurve(string outDir, Action<string> log, int testIma
             var (poolImages, poolSet) = PoolFor(n);
             var rows = Rows(store, poolImages, poolSet, n, depth, viewCount, poolLengths);
             var load = MachineInfoReader.LoadAverage();
-            using var head = training.TrainRegressor(depth, rows);
+            using var head = training.Train(depth, Graft.V1.HeadKind.Regressor, rows, CutOf(model, depth)?.TailOnnx, CurveTrainingChoices.ProductDefaults);
             var predicted = head.Predict(testSet.Read(depth, Enumerable.Range(0, test.Count).ToArray()), test.Count);
             var mae = predicted.Select((p, i) => Math.Abs(p - testLengths[i])).Average();
             results.Regressors.Add(new FineTuneRegressor(n, depth, viewCount, mae, head.TrainingSeconds, load));
@@ -142,7 +142,7 @@ public sealed class FineTuneCurve(string outDir, Action<string> log, int testIma
         // extractions); 4. training choices at 100 per class; 5. the rest of the augmented curve.
         foreach (var n in Sizes.Where(n => n <= 100)) foreach (var depth in Frozen.Append(CurveDepth.LastBlock)) Classifier(n, depth, 0, defaults);
         foreach (var n in Sizes.Where(n => n <= 100)) Classifier(n, CurveDepth.LastStage, 0, defaults);
-        foreach (var depth in Frozen) Regressor(100, depth, 0);
+        foreach (var depth in Frozen.Append(CurveDepth.LastBlock)) Regressor(100, depth, 0);
         foreach (var depth in Frozen) Classifier(100, depth, views, defaults);
         foreach (var depth in Frozen) Regressor(100, depth, views);
         Classifier(100, CurveDepth.LastBlock, views, defaults);

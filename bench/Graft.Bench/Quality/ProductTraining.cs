@@ -1,4 +1,5 @@
 using Graft.Heads;
+using Graft.Heads.Serving;
 using Graft.Heads.Tails;
 using Graft.Heads.Training;
 using Graft.V1;
@@ -26,21 +27,21 @@ public interface ITrainedCurveHead : IDisposable
     int EpochsRun { get; }
 }
 
-/// <summary>Fine-tuning choices the curve may vary (null = the product default).</summary>
+/// <summary>Training choices the curve may vary (null = the recipe of <see cref="ProductTraining.Spec"/>).</summary>
 public sealed record CurveTrainingChoices(double? HeadLearningRate = null, double? TailLearningRate = null, double? WeightDecay = null,
     int? Epochs = null, int? Patience = null)
 {
     public static readonly CurveTrainingChoices ProductDefaults = new();
 
-    public string Describe() => this == ProductDefaults ? "product defaults" :
+    public string Describe() => this == ProductDefaults ? "default recipe" :
         string.Join(", ", new (string, object?)[] { ("head lr", HeadLearningRate), ("tail lr", TailLearningRate), ("weight decay", WeightDecay), ("epochs", Epochs), ("patience", Patience) }
             .Where(p => p.Item2 is not null).Select(p => $"{p.Item1} {p.Item2}"));
 }
 
 /// <summary>
-/// The one place the curve calls HeadService's training code, in process. Today: <see cref="HeadTrainer"/> for the
-/// frozen depths and <see cref="FineTuner"/> (HeadService/Tails) for the fine-tuned ones. When HeadService has one
-/// training loop for every depth, only this class changes.
+/// The one place the curve calls HeadService's training code, in process: <see cref="HeadTrainer"/>, the one training
+/// loop for every depth (a fine-tuned depth gets the cut point's tail as a <see cref="ReceivedTail"/>, as HeadService's
+/// Train does after assembling the tail pieces), and <see cref="LoadedHead"/>, the serving code, to score test rows.
 /// </summary>
 public sealed class ProductTraining
 {
@@ -53,119 +54,79 @@ public sealed class ProductTraining
         _trainer = new HeadTrainer(Options.Create(new HeadOptions { TrainingThreads = Environment.ProcessorCount }));
     }
 
-    /// <summary>Trains a classifier at <paramref name="depth"/>; <paramref name="tailOnnx"/> is the cut point's tail for fine-tuned depths.</summary>
-    public ITrainedCurveHead TrainClassifier(CurveDepth depth, CurveRows rows, byte[]? tailOnnx, long[]? cutShape, CurveTrainingChoices choices) => depth switch
+    /// <summary>The spec of a fit. Frozen depths: the bench's quality-row spec (30 epochs, every row trains, seed 42),
+    /// so the MLP here is comparable with the Gateway row above. Fine-tuned depths: the measured recipe
+    /// (15 epochs at most, early stopping with patience 3 on a 20 % validation split by source image, linear layer at
+    /// lr 1e-3, tail at 1e-4, weight decay 1e-4); <paramref name="choices"/> override it.</summary>
+    public static HeadSpec Spec(CurveDepth depth, HeadKind kind, CurveTrainingChoices choices)
     {
-        CurveDepth.Probe or CurveDepth.Mlp => TrainFrozen(depth, HeadKind.Classifier, rows),
-        _ => FineTune(rows, tailOnnx ?? throw new ArgumentNullException(nameof(tailOnnx)), cutShape!, choices),
-    };
-
-    /// <summary>Trains a length regressor on frozen final features (FineTuner has no regressor yet).</summary>
-    public ITrainedCurveHead TrainRegressor(CurveDepth depth, CurveRows rows) => depth switch
-    {
-        CurveDepth.Probe or CurveDepth.Mlp => TrainFrozen(depth, HeadKind.Regressor, rows),
-        _ => throw new NotSupportedException($"HeadService cannot fine-tune a regressor at {depth} yet (FineTuner is classifier-only)."),
-    };
-
-    private ITrainedCurveHead TrainFrozen(CurveDepth depth, HeadKind kind, CurveRows rows)
-    {
-        // The same spec as the bench's Gateway rows (30 epochs, every row trains, seed 42): the MLP is the product's
-        // default hidden layer of 256, the probe has no hidden layer.
-        var spec = new HeadSpec { Name = "curve", Kind = kind, Epochs = 30, ValidationFraction = 0, Seed = 42, BackboneFingerprint = "bench", Description = "bench curve" };
-        if (depth == CurveDepth.Probe) spec.Hidden = new HiddenLayers();
-        var settings = TrainingSettings.FromSpec(spec, new HeadOptions());
-        var data = new TrainingSet(rows.Rows, rows.Dimension, rows.Features, kind == HeadKind.Regressor ? rows.Lengths : null,
-            kind == HeadKind.Classifier ? rows.Classes : null, ClassLabels);
-        var trained = _trainer.Train(settings, data, null, CancellationToken.None);
-        return new FrozenHead(trained);
-    }
-
-    private static ITrainedCurveHead FineTune(CurveRows rows, byte[] tailOnnx, long[] cutShape, CurveTrainingChoices choices)
-    {
-        var defaults = new FineTuneSettings();
-        var settings = defaults with
+        var spec = new HeadSpec
         {
-            HeadLearningRate = choices.HeadLearningRate ?? defaults.HeadLearningRate,
-            TailLearningRate = choices.TailLearningRate ?? defaults.TailLearningRate,
-            WeightDecay = choices.WeightDecay ?? defaults.WeightDecay,
-            Epochs = choices.Epochs ?? defaults.Epochs,
-            Patience = choices.Patience ?? defaults.Patience,
+            Name = "curve", Kind = kind, Seed = 42, BackboneFingerprint = "bench", Description = "bench curve",
+            Depth = depth switch
+            {
+                CurveDepth.Probe => HeadDepth.Probe,
+                CurveDepth.Mlp => HeadDepth.Mlp,
+                CurveDepth.LastBlock => HeadDepth.LastBlock,
+                _ => HeadDepth.LastStage,
+            },
         };
-        var tail = OnnxTail.FromOnnx(tailOnnx);
-        try
+        if (depth is CurveDepth.Probe or CurveDepth.Mlp)
         {
-            var data = new TrainingSet(rows.Rows, rows.Dimension, rows.Features, null, rows.Classes, ClassLabels);
-            var result = FineTuner.TrainClassifier(tail, data, settings, null, CancellationToken.None);
-            return new FineTunedHead(tail, cutShape, result);
+            spec.Epochs = choices.Epochs ?? 30;
+            spec.ValidationFraction = 0;
         }
-        catch
+        else
         {
-            tail.Dispose();
-            throw;
+            spec.Epochs = choices.Epochs ?? 15;
+            spec.ValidationFraction = 0.2;
+            spec.Patience = choices.Patience ?? 3;
+            spec.TailLearningRate = choices.TailLearningRate ?? TrainingDefaults.TailLearningRate;
         }
+        if (choices.HeadLearningRate is { } lr) spec.LearningRate = lr;
+        if (choices.WeightDecay is { } wd) spec.WeightDecay = wd;
+        return spec;
     }
 
-    private sealed class FrozenHead(TrainedHead trained) : ITrainedCurveHead
+    /// <summary>Trains a head at <paramref name="depth"/>; <paramref name="tailOnnx"/> is the cut point's tail for fine-tuned depths.</summary>
+    public ITrainedCurveHead Train(CurveDepth depth, HeadKind kind, CurveRows rows, byte[]? tailOnnx, CurveTrainingChoices choices)
     {
-        private readonly Graft.Heads.Serving.LoadedHead _head = new(trained.Manifest, trained.Weights, CPU);
+        var settings = TrainingSettings.FromSpec(Spec(depth, kind, choices), new HeadOptions());
+        var data = new TrainingSet(rows.Rows, rows.Dimension, rows.Features, kind == HeadKind.Regressor ? rows.Lengths : null,
+            kind == HeadKind.Classifier ? rows.Classes : null, ClassLabels)
+        {
+            Sources = rows.Sources.Select(s => (long)s).ToArray(),
+            Augmented = rows.Augmented,
+        };
+        using var tail = settings.Depth.FineTunes()
+            ? new ReceivedTail(tailOnnx ?? throw new ArgumentNullException(nameof(tailOnnx)), OnnxTail.FromOnnx(tailOnnx), settings.CutPoint)
+            : null;
+        var trained = _trainer.Train(settings, data, tail, null, CancellationToken.None);
+        return new ServedHead(trained);
+    }
+
+    /// <summary>The trained version loaded by the serving code, as HeadService's Predict runs it (one row at a time).</summary>
+    private sealed class ServedHead(TrainedHead trained) : ITrainedCurveHead
+    {
+        private readonly LoadedHead _head = new(trained.Manifest, trained.Weights, CPU, trained.Tail);
 
         public double TrainingSeconds => trained.Manifest.Metrics.TrainingSeconds;
         public int EpochsRun => trained.Manifest.Metrics.EpochsRun;
 
         public double[] Predict(float[] features, int rows)
         {
-            // Through the serving code, one row at a time as Predict runs it.
             var dimension = features.Length / rows;
+            var fineTuned = trained.Manifest.FineTuned;
             var result = new double[rows];
             for (var i = 0; i < rows; i++)
             {
-                if (!_head.TryRun(features.AsSpan(i * dimension, dimension), 1, out var output)) throw new ObjectDisposedException("head");
+                var row = features.AsSpan(i * dimension, dimension);
+                if (!_head.TryRun(fineTuned ? [] : row, fineTuned ? row : [], 1, out var output)) throw new ObjectDisposedException("head");
                 result[i] = output.Kind == HeadKind.Regressor ? output.Value : Array.IndexOf(ClassLabels, output.Top[0].Label);
             }
             return result;
         }
 
         public void Dispose() => _head.Dispose();
-    }
-
-    private sealed class FineTunedHead(OnnxTail tail, long[] cutShape, FineTunedClassifier result) : ITrainedCurveHead
-    {
-        private readonly Tensor _weight = TensorOf(result, "head.weight");
-        private readonly Tensor _bias = TensorOf(result, "head.bias");
-
-        public double TrainingSeconds => result.TrainingSeconds;
-        public int EpochsRun => result.EpochsRun;
-
-        public double[] Predict(float[] features, int rows)
-        {
-            var dimension = (int)cutShape.Aggregate(1L, (a, d) => a * d);
-            var classes = new double[rows];
-            tail.eval();
-            using var noGrad = no_grad();
-            const int chunk = 100;
-            for (var start = 0; start < rows; start += chunk)
-            {
-                using var scope = NewDisposeScope();
-                var count = Math.Min(chunk, rows - start);
-                var x = tensor(features.AsSpan(start * dimension, count * dimension).ToArray(), [count, .. cutShape]);
-                var logits = tail.call(x).matmul(_weight.t()).add(_bias);
-                var picked = logits.argmax(1).data<long>().ToArray();
-                for (var i = 0; i < count; i++) classes[start + i] = picked[i];
-            }
-            return classes;
-        }
-
-        public void Dispose()
-        {
-            tail.Dispose();
-            _weight.Dispose();
-            _bias.Dispose();
-        }
-
-        private static Tensor TensorOf(FineTunedClassifier result, string name)
-        {
-            var w = result.Weights.Single(w => w.Name == name);
-            return tensor(w.Data, w.Shape);
-        }
     }
 }
