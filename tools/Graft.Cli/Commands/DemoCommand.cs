@@ -43,7 +43,7 @@ public static class DemoCommand
             var test = TrainingData.ReadCsv(Path.Combine(root, "test", "lengths.csv"));
             var timings = new List<(string Phase, TimeSpan Took)>();
 
-            AnsiConsole.Write(new Rule("[bold]Graft demo[/]: one frozen backbone, two grafted heads").LeftJustified());
+            AnsiConsole.Write(new Rule("[bold]Graft demo[/]: one backbone, heads on its frozen features and one that fine-tunes its last block").LeftJustified());
             AnsiConsole.MarkupLine($"Samples: {Markup.Escape(root)} - {trainClasses.Count} training images in {trainClasses.Select(e => e.Label).Distinct().Count()} classes, {test.Count} held-out test images.");
 
             // 1. Use a running Gateway, or start the local stack.

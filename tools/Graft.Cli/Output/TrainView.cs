@@ -17,12 +17,16 @@ public static class TrainView
             var lastPhase = TrainPhase.Unspecified;
             return await Trainer.TrainAsync(session, spec, examples, p =>
             {
-                var phaseChanged = p.Phase != lastPhase;
-                lastPhase = p.Phase;
                 if (p.Message.Length > 0)
                 {
                     AnsiConsole.WriteLine($"  {spec.Name}: {p.Message}");
                 }
+                if (p.Phase == TrainPhase.Training && p.Epoch == 0)
+                {
+                    return; // a decision line from HeadService before the first epoch, not an epoch
+                }
+                var phaseChanged = p.Phase != lastPhase;
+                lastPhase = p.Phase;
                 switch (p.Phase)
                 {
                     case TrainPhase.Queued when phaseChanged:
@@ -69,6 +73,8 @@ public static class TrainView
                             extract.MaxValue = Math.Max(1, p.ImagesTotal);
                             extract.Value = p.ImagesDone;
                             break;
+                        case TrainPhase.Training when p.Epoch == 0:
+                            break; // a decision line before the first epoch (shown above)
                         case TrainPhase.Training:
                             extract.Value = extract.MaxValue;
                             extract.StopTask();
@@ -110,7 +116,7 @@ public static class TrainView
         var m = v.Metrics ?? new HeadMetrics();
         var table = new Table().Border(TableBorder.Rounded).Title($"[bold]{Markup.Escape(v.Name)} v{v.Version}[/] ({v.Kind.Name()})")
             .AddColumn("metric").AddColumn(new TableColumn("value").RightAligned());
-        table.AddRow("depth", Markup.Escape(Format.Depth(v) + (v.CutPoint.Length > 0 ? $", fine-tuned from cut point '{v.CutPoint}'" : ", frozen backbone")));
+        table.AddRow("depth", Markup.Escape(Format.Depth(v) + (v.CutPoint.Length > 0 ? ": the backbone's layers after this cut point retrained" : ", frozen backbone")));
         if (v.DepthReason.Length > 0)
         {
             table.AddRow("  chosen by depth auto", Markup.Escape(v.DepthReason));
