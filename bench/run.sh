@@ -4,6 +4,7 @@
 #   bench/run.sh --quick         smoke test with tiny counts; writes bench/out/quick/
 #   bench/run.sh --no-services   only the rows that need no Graft service
 #   bench/run.sh --render DIR    re-render DIR/RESULTS.md and plots from DIR/results.json
+#   bench/run.sh --finetune-curve [--report-only]   issue 11 depth/accuracy curve, in process (resumable; see bench/README.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,7 +19,7 @@ if [[ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]]; then
 fi
 
 projects=(bench/MlNetBaseline/MlNetBaseline.csproj bench/Graft.Bench/Graft.Bench.csproj)
-if [[ " $* " != *" --no-services "* && " $* " != *" --render "* ]]; then
+if [[ " $* " != *" --no-services "* && " $* " != *" --render "* && " $* " != *" --finetune-curve "* ]]; then
   projects=(services/BackboneService/BackboneService.csproj services/HeadService/HeadService.csproj
             services/Gateway/Gateway.csproj "${projects[@]}")
 fi

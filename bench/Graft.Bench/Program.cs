@@ -7,6 +7,7 @@
 //   bench/run.sh --render DIR    re-render RESULTS.md and the plots from DIR/results.json, measuring nothing
 //   bench/run.sh --where A B     where the time goes between ONNX Runtime runs: CPU per process and thread, backbone
 //                                stages, for stacks started with each configuration (name:ENV=value,...), interleaved
+//   bench/run.sh --finetune-curve [--report-only]   issue 11's depth/accuracy curve, in process; adds its section to bench/RESULTS.md
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Graft.Bench;
@@ -27,6 +28,29 @@ if (renderIndex >= 0)
     var saved = JsonSerializer.Deserialize<Results>(File.ReadAllText(Path.Combine(dir, "results.json")), json)!;
     File.WriteAllText(Path.Combine(dir, "RESULTS.md"), ResultsWriter.Render(saved, Plots.Write(saved, dir)));
     Console.WriteLine($"re-rendered {Path.Combine(dir, "RESULTS.md")}");
+    return;
+}
+
+if (args.Contains("--finetune-curve"))
+{
+    // Issue 11's depth/accuracy curve, in process (BackboneService's model + HeadService's training code); resumable:
+    // bench/out/curve/curve.json keeps every point measured, and the features stay cached in bench/out/curve/features.
+    var curveLog = (string line) => Console.WriteLine($"[{DateTime.Now:HH:mm:ss}] {line}");
+    var curveDir = Path.Combine(benchDir, "out", quick ? "curve-quick" : "curve");
+    // --report-only writes the section from what bench/out/curve/curve.json holds, measuring nothing.
+    var curveRunner = new Graft.Bench.Quality.FineTuneCurve(curveDir, curveLog, testImages: quick ? 200 : 2000);
+    var curve = args.Contains("--report-only") ? curveRunner.Load() : curveRunner.Run(Graft.Bench.Quality.FineTuneCurve.TriedChoices);
+    var resultsPath = Path.Combine(benchDir, "results.json");
+    if (!quick && File.Exists(resultsPath))
+    {
+        var saved = JsonSerializer.Deserialize<Results>(File.ReadAllText(resultsPath), json)!;
+        saved.FineTune = curve;
+        File.WriteAllText(resultsPath, JsonSerializer.Serialize(saved, json));
+        // The rest of RESULTS.md stays as that run wrote it; only the fine-tuning section is (re)written.
+        var resultsMd = Path.Combine(benchDir, "RESULTS.md");
+        File.WriteAllText(resultsMd, ResultsWriter.SpliceFineTune(File.ReadAllText(resultsMd), curve));
+        Console.WriteLine($"added the fine-tuning curve to {Path.Combine(benchDir, "RESULTS.md")}");
+    }
     return;
 }
 

@@ -63,6 +63,9 @@ public sealed class Results
     public LatencyStats? HeadsOnlyOne { get; set; }
     public LatencyStats? HeadsOnlyTen { get; set; }
 
+    /// <summary>Issue 11's depth/accuracy curve (<c>--finetune-curve</c>; null when not run).</summary>
+    public Graft.Bench.Quality.FineTuneCurveResults? FineTune { get; set; }
+
     /// <summary>The int8 backbone's rows (null when not run).</summary>
     public Int8Results? Int8 { get; set; }
 

@@ -56,15 +56,25 @@ public sealed class FeatureExtractor(BackboneModel model, Preprocessor preproces
 
     /// <summary>Extracts the final features of encoded image bytes and the activations at <paramref name="cutPoints"/>, in one model run.</summary>
     /// <exception cref="InputRejectedException">The bytes are not an acceptable image, or a cut point is unknown.</exception>
-    public async Task<Features> ExtractImageAsync(ReadOnlyMemory<byte> image, IReadOnlyList<string> cutPoints, CancellationToken cancellationToken)
+    public Task<Features> ExtractImageAsync(ReadOnlyMemory<byte> image, IReadOnlyList<string> cutPoints, CancellationToken cancellationToken) =>
+        ExtractImageAsync(image, cutPoints, AugmentationView.None, cancellationToken);
+
+    /// <summary>Extracts the features of one view of encoded image bytes (<see cref="ImageAugmenter"/>; view 0 is the image
+    /// as sent) and the activations at <paramref name="cutPoints"/>, in one model run. Each view has its own cache entry.</summary>
+    /// <exception cref="InputRejectedException">The bytes are not an acceptable image, a cut point is unknown, or the view is out of range.</exception>
+    public async Task<Features> ExtractImageAsync(ReadOnlyMemory<byte> image, IReadOnlyList<string> cutPoints, AugmentationView view, CancellationToken cancellationToken)
     {
+        CheckView(view);
         var outputs = ResolveCutPoints(cutPoints);
-        var key = cache.KeyFor("image", image.Span);
+        // View 0 keeps the key it always had, so existing cache entries and callers are unaffected.
+        var key = view.IsIdentity
+            ? cache.KeyFor("image", image.Span)
+            : cache.KeyFor("image", image.Span, System.Text.Encoding.UTF8.GetBytes($"augmentation\0{view.View}\0{view.Seed}"));
         if (TryHit(key, cutPoints) is { } hit) return hit;
         // Announced before the decode, so a batch forming meanwhile waits for this input rather than running without it.
         using var arrival = batcher.Announce();
         var started = Stopwatch.GetTimestamp();
-        var input = preprocessor.Preprocess(image.Span);
+        var input = preprocessor.Preprocess(image.Span, view);
         metrics.StageTook(BackboneMetrics.Stages.Preprocess, Stopwatch.GetElapsedTime(started).TotalSeconds);
         return await RunAsync(key, input, cutPoints, outputs, arrival, cancellationToken).ConfigureAwait(false);
     }
@@ -100,6 +110,15 @@ public sealed class FeatureExtractor(BackboneModel model, Preprocessor preproces
         var key = cache.KeyFor("tensor", MemoryMarshal.AsBytes(values), MemoryMarshal.AsBytes(CollectionsMarshal.AsSpan(shape.ToList())));
         if (TryHit(key, cutPoints) is { } hit) return hit;
         return await RunAsync(key, values.ToArray(), cutPoints, outputs, null, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Refuses a view number outside 0..<see cref="AugmentationView.MaxView"/>, naming the request field.</summary>
+    public static void CheckView(AugmentationView view)
+    {
+        if (view.View is < 0 or > AugmentationView.MaxView)
+        {
+            throw new InputRejectedException($"augmentation.view is {view.View}; it must be in [0, {AugmentationView.MaxView}] (0 = the image as sent, k >= 1 = the k-th seeded random view).");
+        }
     }
 
     /// <summary>The cut point called <paramref name="name"/>.</summary>

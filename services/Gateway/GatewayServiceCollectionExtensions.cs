@@ -5,6 +5,7 @@ using Graft.Gateway.Flows;
 using Graft.Gateway.Http;
 using Graft.Gateway.Services;
 using Graft.ServiceDefaults;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 
 namespace Graft.Gateway;
@@ -24,6 +25,8 @@ public static partial class GatewayServiceCollectionExtensions
         services.AddDownstreamClients(options);
         services.AddTransient<BackboneDownstream>();
         services.AddTransient<HeadsDownstream>();
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddSingleton<HeadCatalog>();
         services.AddTransient<PredictionFlow>();
         services.AddTransient<TrainingFlow>();
         services.AddTransient<ExportFlow>();

@@ -46,4 +46,19 @@ public sealed class LocalFailureTests
         Assert.True(run.ExitCode == 2, run.ToString());
         Assert.Contains("a classifier needs at least two", run.Stderr, StringComparison.Ordinal);
     }
+
+    [Theory]
+    [InlineData("--depth", "deep", "--depth 'deep' is not a depth: use probe, mlp, last-block, last-stage or auto.")]
+    [InlineData("--augment", "17", "--augment must be between 0 and 16 augmented views per image (got 17).")]
+    [InlineData("--augment", "-1", "--augment must be between 0 and 16 augmented views per image (got -1).")]
+    public async Task Train_with_a_bad_depth_or_augment_is_refused_before_any_call_naming_the_option(string option, string value, string message)
+    {
+        var port = GraftCli.FreePort(); // nothing listens: the refusal must come before any call
+
+        var run = await GraftCli.RunAsync(Here, "--gateway", $"http://127.0.0.1:{port}", "train", "x", "--data", Path.Combine(GraftCli.Samples, "train"), option, value);
+
+        Assert.True(run.ExitCode != 0, run.ToString()); // System.CommandLine's parse-error code (1), as for --kind
+        Assert.Contains(message, run.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("not reachable", run.Stderr, StringComparison.Ordinal);
+    }
 }

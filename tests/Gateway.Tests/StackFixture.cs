@@ -7,7 +7,9 @@ using Grpc.Core;
 namespace Graft.Gateway.Tests;
 
 /// <summary>One stack (three processes) for the whole suite, with a predict token as well as an admin token, a short
-/// circuit-breaker window, and two heads trained once from the committed samples through the Gateway.</summary>
+/// circuit-breaker window, depth = auto thresholds low enough for the committed samples (fine-tuning from
+/// <see cref="AutoLastBlockPerClass"/> images per class), a training-size bound a fine-tuning job with many augmented
+/// views exceeds (<see cref="MaxTrainingValues"/>), and two heads trained once from the committed samples through the Gateway.</summary>
 public sealed class StackFixture : IAsyncLifetime
 {
     /// <summary>Four visually distinct classes keep training small and the classifier's job clear.</summary>
@@ -16,9 +18,25 @@ public sealed class StackFixture : IAsyncLifetime
     public const string Regressor = "length-cm";
     public const string Classifier = "kind";
 
-    private readonly Lazy<Task<TrainedHeads>> _heads;
+    public const int AutoLastBlockPerClass = 4;
+    public const long MaxTrainingValues = 2_000_000;
 
-    public StackFixture() => _heads = new Lazy<Task<TrainedHeads>>(TrainHeadsAsync);
+    /// <summary>A classifier that fine-tunes the backbone's last block, on the same classes as <see cref="Classifier"/>.</summary>
+    public const string FineTuned = "kind-ft";
+
+    private readonly Lazy<Task<TrainedHeads>> _heads;
+    private readonly Lazy<Task<IReadOnlyList<TrainProgress>>> _fineTuned;
+
+    public StackFixture()
+    {
+        _heads = new Lazy<Task<TrainedHeads>>(TrainHeadsAsync);
+        _fineTuned = new Lazy<Task<IReadOnlyList<TrainProgress>>>(async () => await TrainAsync(
+            new HeadSpec { Name = FineTuned, Kind = HeadKind.Classifier, Depth = HeadDepth.LastBlock, Epochs = 4, Seed = 7, Description = "garment kind, last block fine-tuned" },
+            Train.GroupBy(s => s.Label).SelectMany(g => g.Take(10)).Select(Labelled)));
+    }
+
+    /// <summary>The last-block classifier's progress stream, trained on first use (10 images per class, 4 epochs).</summary>
+    public Task<IReadOnlyList<TrainProgress>> FineTunedAsync() => _fineTuned.Value;
 
     public ServiceStack Stack { get; private set; } = null!;
 
@@ -42,6 +60,8 @@ public sealed class StackFixture : IAsyncLifetime
                 ["Graft__Gateway__BreakerMinimumThroughput"] = "4",
                 ["Graft__Gateway__BreakerSamplingDuration"] = "00:00:03",
                 ["Graft__Gateway__MaxReconnectBackoff"] = "00:00:01",
+                ["Graft__Gateway__AutoLastBlockPerClass"] = AutoLastBlockPerClass.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                ["Graft__Gateway__MaxTrainingValues"] = MaxTrainingValues.ToString(System.Globalization.CultureInfo.InvariantCulture),
             },
         });
     }

@@ -23,7 +23,7 @@ public sealed class GraftStack : IAsyncDisposable
     public int BackboneHttpPort => _group.Backbone.HttpPort;
 
     public V1.Backbone.BackboneClient Backbone => new(_backboneChannel);
-    public Heads.HeadsClient Heads => new(_headsChannel);
+    public V1.Heads.HeadsClient Heads => new(_headsChannel);
     public Gateway.GatewayClient Gateway => new(_gatewayChannel);
 
     /// <summary>Metadata carrying the admin token, for TrainHead and the other admin calls.</summary>

@@ -292,6 +292,8 @@ public static class ResultsWriter
         md.AppendLine();
         if (plots.Contains(Plots.Curve)) md.AppendLine($"![accuracy curve]({Plots.Curve})").AppendLine();
 
+        if (r.FineTune is { } curve) md.Append(RenderFineTune(curve));
+
         if (r.Notes.Count > 0)
         {
             md.AppendLine("## Notes");
@@ -300,6 +302,123 @@ public static class ResultsWriter
             md.AppendLine();
         }
         return md.ToString();
+    }
+
+    /// <summary>Marks the fine-tuning section so <c>--finetune-curve</c> can replace it in a committed RESULTS.md.</summary>
+    public const string FineTuneStart = "<!-- finetune-curve: written by bench/run.sh --finetune-curve -->";
+    public const string FineTuneEnd = "<!-- /finetune-curve -->";
+
+    /// <summary>Issue 11's depth/accuracy curve (<c>--finetune-curve</c>), as its own section.</summary>
+    public static string RenderFineTune(Quality.FineTuneCurveResults c)
+    {
+        var md = new StringBuilder();
+        var depths = Enum.GetValues<Quality.CurveDepth>();
+        string Name(Quality.CurveDepth d) => d switch
+        {
+            Quality.CurveDepth.Probe => "probe (512→10)",
+            Quality.CurveDepth.Mlp => "MLP (512→256→10)",
+            Quality.CurveDepth.LastBlock => "last-block fine-tuned",
+            _ => "last-stage fine-tuned",
+        };
+        var defaults = Quality.CurveTrainingChoices.ProductDefaults.Describe();
+        var sizes = c.Points.Select(p => p.PerClass).Concat(c.Cnn.Select(p => p.PerClass)).Distinct().Order().ToList();
+        var views = c.Points.Where(p => p.Views > 0).Select(p => p.Views).DefaultIfEmpty(0).Max();
+        md.AppendLine(FineTuneStart);
+        md.AppendLine("## Fine-tuning depth and augmentation: Fashion-MNIST (issue 11)");
+        md.AppendLine();
+        md.AppendLine(Inv($"Same split as above (first N training images per class, first {c.TestImages} test images, the same IDX loader and length draws). **In process**, not over gRPC: BackboneService's own model ({c.Backbone}), preprocessing and augmentation (`Imaging/ImageAugmenter.cs`) give the final features and the cut-point activations in one ORT run per batch (cached per split in `bench/out/curve/features`); HeadService's one training loop (`HeadTrainer`, merged from branch `ft-heads`) trains every depth and its serving code (`LoadedHead`) scores the test images; `bench/Graft.Bench/Quality/ProductTraining.cs` is the one place that calls them. Probe and MLP: the quality rows' spec (30 epochs, every row trains, seed 42). Fine-tuned depths (tail from the cut point, new linear layer): the issue's recipe — 15 epochs at most, early stopping with patience 3 on a seeded 20 % validation split by source image (augmented views train only), lr 1e-3, tail lr 1e-4, weight decay 1e-4, batch-norm statistics frozen, seed 42. Test accuracy on the test images; training seconds are the trainer's own (2 libtorch threads). The CNN from scratch is the quality rows' `ScratchCnn`, run again in the same process. **Times are inflated**: the machine was shared with five other sessions building and testing (load average {string.Join(", ", c.LoadAverages.Select(l => l.ToString("F1", CultureInfo.InvariantCulture)))} at the starts and end of the runs, per point in `results.json`; on 2 cores): compare them with each other, not with a quiet machine. Accuracies do not depend on load (seeded, deterministic)."));
+        md.AppendLine();
+
+        void AccuracyTable(int viewCount, string title)
+        {
+            var points = c.Points.Where(p => p.Views == viewCount && p.Choices == defaults).ToList();
+            if (points.Count == 0) return;
+            md.AppendLine(title);
+            md.AppendLine();
+            md.AppendLine("| images per class | CNN from scratch | " + string.Join(" | ", depths.Select(Name)) + " | best depth vs CNN |");
+            md.AppendLine("| --- | --- | " + string.Join(" | ", depths.Select(_ => "---")) + " | --- |");
+            foreach (var n in sizes)
+            {
+                var cnn = c.Cnn.FirstOrDefault(p => p.PerClass == n);
+                var cells = depths.Select(d => points.FirstOrDefault(p => p.PerClass == n && p.Depth == d)).ToList();
+                if (cells.All(x => x is null)) continue;
+                var best = cells.Where(x => x is not null).MaxBy(x => x!.Accuracy)!;
+                var margin = cnn?.Cnn is { } ca ? Inv($"{best.Depth}: {(best.Accuracy - ca) * 100:+0.0;-0.0} points") : "–";
+                md.AppendLine($"| {n} | {P(cnn?.Cnn)} ({F(cnn?.CnnSeconds, 0)} s) | " +
+                    string.Join(" | ", cells.Select(x => x is null ? "–" : Inv($"{x.Accuracy:P1} ({x.TrainingSeconds:F0} s, {x.EpochsRun} ep)"))) + $" | {margin} |");
+            }
+            md.AppendLine();
+        }
+        AccuracyTable(0, "### Test accuracy by depth, no augmentation (training seconds, epochs run)");
+        AccuracyTable(views, Inv($"### With augmentation: each training image plus {views} seeded views (flip, random resized crop, ±10°), {views + 1}× the rows"));
+
+        var tried = c.Points.Where(p => p.Choices != defaults).ToList();
+        if (tried.Count > 0)
+        {
+            md.AppendLine("### Training choices tried at 100 images per class");
+            md.AppendLine();
+            md.AppendLine("| depth | views | choices | test accuracy | training s | epochs |");
+            md.AppendLine("| --- | --- | --- | --- | --- | --- |");
+            foreach (var p in c.Points.Where(p => p.PerClass == 100 && tried.Any(t => t.Depth == p.Depth && t.Views == p.Views)).OrderBy(p => p.Depth).ThenBy(p => p.Views))
+                md.AppendLine(Inv($"| {Name(p.Depth)} | {p.Views} | {p.Choices} | {p.Accuracy:P1} | {p.TrainingSeconds:F0} | {p.EpochsRun} |"));
+            md.AppendLine();
+        }
+
+        if (c.Regressors.Count > 0)
+        {
+            md.AppendLine(Inv($"### Length regressor at 100 images per class (noise floor {c.NoiseFloorMae:F2} cm)"));
+            md.AppendLine();
+            md.AppendLine("| depth | views | test MAE (cm) | × noise floor | training s |");
+            md.AppendLine("| --- | --- | --- | --- | --- |");
+            foreach (var g in c.Regressors.OrderBy(g => g.Depth).ThenBy(g => g.Views))
+                md.AppendLine(Inv($"| {Name(g.Depth).Replace("→10", "→1")} | {g.Views} | {g.Mae:F2} | {g.Mae / c.NoiseFloorMae:F2} | {g.TrainingSeconds:F1} |"));
+            md.AppendLine();
+        }
+
+        md.AppendLine("**Goals (issue 11)**");
+        md.AppendLine();
+        md.AppendLine("| goal | measured | |");
+        md.AppendLine("| --- | --- | --- |");
+        var beats = sizes.Select(n =>
+        {
+            var best = c.Points.Where(p => p.PerClass == n).MaxBy(p => p.Accuracy);
+            var cnn = c.Cnn.FirstOrDefault(p => p.PerClass == n)?.Cnn;
+            return (n, best, cnn);
+        }).Where(x => x.best is not null && x.cnn is not null).ToList();
+        if (beats.Count > 0)
+        {
+            var all = beats.All(x => x.best!.Accuracy > x.cnn);
+            md.AppendLine(Inv($"| best depth beats the CNN from scratch at every N | {string.Join("; ", beats.Select(x => $"{x.n}: {x.best!.Accuracy:P1} ({x.best.Depth}{(x.best.Views > 0 ? $", {x.best.Views} views" : "")}) vs {x.cnn:P1}"))} | {(all && beats.Count == sizes.Count ? "met" : all ? "met where measured" : "**missed**")} |"));
+        }
+        if (c.Points.Where(p => p.PerClass == 100).MaxBy(p => p.Accuracy) is { } top)
+            md.AppendLine(Inv($"| ≥ 88 % at 100 images per class | {top.Accuracy:P1} ({top.Depth}, {top.Views} views, {top.Choices}) | {(top.Accuracy >= 0.88 ? "met" : $"**missed** by {(0.88 - top.Accuracy) * 100:F1} points")} |"));
+        if (c.Regressors.Where(g => g.PerClass == 100).MinBy(g => g.Mae) is { } reg)
+            md.AppendLine(Inv($"| regressor MAE ≤ 6.0 cm at 100 images per class | {reg.Mae:F2} cm ({reg.Depth}, {reg.Views} views) | {(reg.Mae <= 6.0 ? "met" : $"**missed** by {reg.Mae - 6.0:F2} cm")} |"));
+        md.AppendLine();
+        if (c.Extractions.Count > 0)
+        {
+            md.AppendLine("Extraction (final features + both cut points, one ORT run per batch of 16): " + string.Join("; ", c.Extractions) + ".");
+            md.AppendLine();
+        }
+        md.AppendLine(FineTuneEnd);
+        md.AppendLine();
+        return md.ToString();
+    }
+
+    /// <summary>Puts the fine-tuning section into an existing RESULTS.md (replacing an earlier one) and leaves the rest as it is.</summary>
+    public static string SpliceFineTune(string existing, Quality.FineTuneCurveResults curve)
+    {
+        var section = RenderFineTune(curve);
+        var start = existing.IndexOf(FineTuneStart, StringComparison.Ordinal);
+        if (start >= 0)
+        {
+            var end = existing.IndexOf(FineTuneEnd, start, StringComparison.Ordinal);
+            var after = end < 0 ? existing.Length : end + FineTuneEnd.Length;
+            while (after < existing.Length && existing[after] is '\n' or '\r') after++;
+            return existing[..start] + section + existing[after..];
+        }
+        var notes = existing.IndexOf("\n## Notes", StringComparison.Ordinal);
+        return notes < 0 ? existing.TrimEnd() + "\n\n" + section : existing[..(notes + 1)] + section + existing[(notes + 1)..];
     }
 
     private static void LevelTable(StringBuilder md, string title, string intro, List<LevelResult> levels, double? raw16, double? raw1, double rawCpu)

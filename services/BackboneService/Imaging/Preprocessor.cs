@@ -65,6 +65,22 @@ public sealed class Preprocessor
         return Preprocess(bitmap);
     }
 
+    /// <summary>Decodes, augments (<see cref="ImageAugmenter"/>; view 0 is the image itself) and preprocesses encoded image bytes.</summary>
+    /// <exception cref="InputRejectedException">The bytes are not an acceptable image.</exception>
+    public float[] Preprocess(ReadOnlySpan<byte> encoded, AugmentationView view)
+    {
+        using var bitmap = _decoder.Decode(encoded);
+        var augmented = ImageAugmenter.Apply(bitmap, view);
+        try
+        {
+            return Preprocess(augmented);
+        }
+        finally
+        {
+            if (!ReferenceEquals(augmented, bitmap)) augmented.Dispose();
+        }
+    }
+
     /// <summary>Preprocesses an already decoded, upright bitmap.</summary>
     public float[] Preprocess(SKBitmap bitmap)
     {

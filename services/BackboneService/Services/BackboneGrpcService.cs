@@ -1,5 +1,6 @@
 using Google.Protobuf;
 using Google.Protobuf.Collections;
+using Graft.Backbone.Imaging;
 using Graft.Backbone.Model;
 using Graft.ServiceDefaults.Streaming;
 using Graft.V1;
@@ -144,9 +145,13 @@ public sealed class BackboneGrpcService(FeatureExtractor extractor) : V1.Backbon
     private async Task<ExtractReply> ExtractOneAsync(ExtractRequest request, CancellationToken token)
     {
         var cutPoints = request.CutPoints;
+        var view = request.Augmentation is { } augmentation ? new AugmentationView(augmentation.View, augmentation.Seed) : AugmentationView.None;
+        FeatureExtractor.CheckView(view);
         var features = request.InputCase switch
         {
-            ExtractRequest.InputOneofCase.Image => await extractor.ExtractImageAsync(request.Image.Memory, cutPoints, token),
+            ExtractRequest.InputOneofCase.Image => await extractor.ExtractImageAsync(request.Image.Memory, cutPoints, view, token),
+            ExtractRequest.InputOneofCase.Tensor when !view.IsIdentity => throw new InputRejectedException(
+                $"augmentation.view is {view.View} but the input is a tensor; augmentation transforms images, so send the image bytes in 'image', or leave augmentation unset (view 0) for a tensor."),
             ExtractRequest.InputOneofCase.Tensor => await extractor.ExtractTensorAsync(request.Tensor.Shape, ToMemory(request.Tensor.Data), cutPoints, token),
             _ => throw new InputRejectedException(
                 "The request has no input; set 'image' to encoded image bytes (JPEG, PNG, WebP, GIF or BMP) or 'tensor' to a float32 tensor."),

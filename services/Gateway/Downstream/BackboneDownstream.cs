@@ -6,18 +6,67 @@ using Polly.Registry;
 
 namespace Graft.Gateway.Downstream;
 
-/// <summary>The backbone as the gateway uses it: resilient Extract and Describe.</summary>
+/// <summary>The backbone as the gateway uses it: resilient Extract and Describe, GetTail and ExportGraph streamed.</summary>
 public sealed class BackboneDownstream(
     Backbone.BackboneClient client, ResiliencePipelineProvider<string> pipelines, DownstreamMetrics metrics,
     BackboneIdentity identity, ILogger<BackboneDownstream> logger)
 {
     private readonly DownstreamInvoker _invoker = new(DownstreamClients.Backbone, pipelines, metrics, logger);
 
-    public async Task<ExtractReply> ExtractAsync(ByteString image, CancellationToken cancellationToken)
+    public Task<ExtractReply> ExtractAsync(ByteString image, CancellationToken cancellationToken)
+        => ExtractAsync(image, [], null, cancellationToken);
+
+    /// <summary>One backbone run: the final features plus the activations at every named cut point (in that order),
+    /// of the image itself or of one augmented view of it.</summary>
+    public async Task<ExtractReply> ExtractAsync(
+        ByteString image, IReadOnlyCollection<string> cutPoints, Augmentation? augmentation, CancellationToken cancellationToken)
     {
-        var reply = await _invoker.IdempotentAsync("Extract", o => client.ExtractAsync(new ExtractRequest { Image = image }, o), cancellationToken);
+        var request = new ExtractRequest { Image = image, CutPoints = { cutPoints } };
+        if (augmentation is not null)
+        {
+            request.Augmentation = augmentation;
+        }
+        var reply = await _invoker.IdempotentAsync("Extract", o => client.ExtractAsync(request, o), cancellationToken);
         identity.Observe(reply.Fingerprint);
         return reply;
+    }
+
+    /// <summary>Streams the backbone's tail from <paramref name="cutPoint"/> to the final features (GetTail) piece by
+    /// piece, as it arrives, checking at the end that every announced byte came. One attempt: the caller retries the whole
+    /// training.</summary>
+    public async IAsyncEnumerable<TailGraphChunk> GetTailAsync(string cutPoint, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        using var call = client.GetTail(new GetTailRequest { CutPoint = cutPoint }, cancellationToken: cancellationToken);
+        long received = 0, announced = -1;
+        var reader = call.ResponseStream;
+        while (true)
+        {
+            TailGraphChunk chunk;
+            try
+            {
+                if (!await reader.MoveNext(cancellationToken))
+                {
+                    break;
+                }
+                chunk = reader.Current;
+            }
+            catch (RpcException e)
+            {
+                _invoker.Record("GetTail", e.StatusCode, System.Diagnostics.Stopwatch.GetElapsedTime(started));
+                throw _invoker.Translate(e);
+            }
+            announced = chunk.TotalBytes;
+            received += chunk.OnnxChunk.Length;
+            yield return chunk;
+        }
+        if (announced < 0 || received != announced)
+        {
+            _invoker.Record("GetTail", StatusCode.Unavailable, System.Diagnostics.Stopwatch.GetElapsedTime(started));
+            throw new RpcException(new Status(StatusCode.Unavailable,
+                $"The backbone's tail from '{cutPoint}' arrived incomplete ({received} of {Math.Max(0, announced)} bytes); train again."));
+        }
+        _invoker.Record("GetTail", StatusCode.OK, System.Diagnostics.Stopwatch.GetElapsedTime(started));
     }
 
     public async Task<BackboneInfo> DescribeAsync(CancellationToken cancellationToken)

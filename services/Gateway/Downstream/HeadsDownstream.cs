@@ -65,29 +65,29 @@ public sealed class HeadsDownstream(
         }
     }
 
-    /// <summary>Trains a head: sends the spec, then the rows in messages of <paramref name="rowsPerMessage"/>, and hands
-    /// every progress message to <paramref name="onProgress"/>. No retry (training is not idempotent); the call is
-    /// recorded in the downstream metrics like every other, and a failure reaches the caller as a client-facing status.</summary>
+    /// <summary>Trains a head: sends the spec, then lets <paramref name="sendBody"/> stream the rest (tail pieces, row
+    /// batches) as it produces them, and hands every progress message to <paramref name="onProgress"/>. No retry
+    /// (training is not idempotent); the call is recorded in the downstream metrics like every other, and a failure
+    /// reaches the caller as a client-facing status. When HeadService ends the call early (a bad spec, say) the body's
+    /// next write stops it and HeadService's status, read afterwards, says why; any other failure of the body (a bad
+    /// image, the backbone unavailable) cancels the call and is rethrown as it is.</summary>
     /// <returns>The published version.</returns>
     public async Task<HeadVersionInfo> TrainAsync(
-        HeadSpec spec, IReadOnlyList<FeatureRow> rows, int rowsPerMessage, Func<TrainProgress, Task> onProgress, CancellationToken cancellationToken)
+        HeadSpec spec, Func<Func<TrainHeadRowsRequest, Task>, Task> sendBody, Func<TrainProgress, Task> onProgress, CancellationToken cancellationToken)
     {
         var started = Stopwatch.GetTimestamp();
         using var call = client.Train(cancellationToken: cancellationToken);
         Exception? writeFailure = null;
         try
         {
-            await call.RequestStream.WriteAsync(new TrainHeadRowsRequest { Spec = spec }, cancellationToken);
-            foreach (var chunk in rows.Chunk(rowsPerMessage))
-            {
-                await call.RequestStream.WriteAsync(new TrainHeadRowsRequest { Rows = new FeatureRows { Rows = { chunk } } }, cancellationToken);
-            }
+            await Write(new TrainHeadRowsRequest { Spec = spec });
+            await sendBody(Write);
             await call.RequestStream.CompleteAsync();
         }
-        catch (Exception e) when (e is RpcException or InvalidOperationException)
+        catch (HeadServiceEndedEarly e)
         {
             // HeadService ended the call early (a bad spec, say); its status, read below, says why.
-            writeFailure = e;
+            writeFailure = e.InnerException;
         }
 
         HeadVersionInfo? published = null;
@@ -112,5 +112,20 @@ public sealed class HeadsDownstream(
         return published ?? throw (writeFailure is null
             ? new RpcException(new Status(StatusCode.Aborted, "HeadService ended the training stream without publishing a version; try again."))
             : new RpcException(new Status(StatusCode.Unavailable, $"the training rows could not be sent to HeadService ({writeFailure.Message}); try again.")));
+
+        async Task Write(TrainHeadRowsRequest message)
+        {
+            try
+            {
+                await call.RequestStream.WriteAsync(message, cancellationToken);
+            }
+            catch (Exception e) when (e is RpcException or InvalidOperationException)
+            {
+                throw new HeadServiceEndedEarly(e);
+            }
+        }
     }
+
+    /// <summary>Marks a failed write to the Train stream, as opposed to a failure of whatever produced the message.</summary>
+    private sealed class HeadServiceEndedEarly(Exception inner) : Exception(inner.Message, inner);
 }

@@ -5,8 +5,10 @@ using Grpc.Core;
 
 namespace Graft.Gateway.Flows;
 
-/// <summary>Predict: one backbone pass per image, then one HeadService call for every requested head.</summary>
-public sealed class PredictionFlow(BackboneDownstream backbone, HeadsDownstream heads, Microsoft.Extensions.Options.IOptions<GatewayOptions> options)
+/// <summary>Predict: one backbone pass per image, returning the final features and the activations at every cut point a
+/// requested fine-tuned head takes, then one HeadService call for every requested head.</summary>
+public sealed class PredictionFlow(
+    BackboneDownstream backbone, HeadsDownstream heads, HeadCatalog catalog, Microsoft.Extensions.Options.IOptions<GatewayOptions> options)
 {
     private const int DefaultTopK = 3;
     private const int MaxTopK = 1000;
@@ -27,20 +29,42 @@ public sealed class PredictionFlow(BackboneDownstream backbone, HeadsDownstream 
             throw new RpcException(new Status(StatusCode.InvalidArgument, "heads must not contain an empty name."));
         }
 
-        var features = await backbone.ExtractAsync(request.Image, cancellationToken);
-        var outputs = await heads.PredictAsync(new HeadPredictRequest
+        var fingerprint = await backbone.CurrentFingerprintAsync(cancellationToken);
+        var cutPoints = await catalog.CutPointsAsync(request.Heads, fingerprint, cancellationToken);
+        var features = await backbone.ExtractAsync(request.Image, cutPoints, null, cancellationToken);
+        HeadPredictReply outputs;
+        try
         {
-            Features = { features.Features },
-            BackboneFingerprint = features.Fingerprint,
-            Heads = { request.Heads },
-            TopK = request.TopK == 0 ? DefaultTopK : request.TopK,
-        }, cancellationToken);
+            outputs = await heads.PredictAsync(HeadRequest(request, features), cancellationToken);
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.FailedPrecondition)
+        {
+            // Perhaps a head changed depth through another gateway replica: refresh the catalog once. Only when it now
+            // names other cut points is there anything to retry (with one more backbone run, in this rare case).
+            catalog.Invalidate();
+            var refreshed = await catalog.CutPointsAsync(request.Heads, features.Fingerprint, cancellationToken);
+            if (refreshed.SequenceEqual(cutPoints))
+            {
+                throw;
+            }
+            features = await backbone.ExtractAsync(request.Image, refreshed, null, cancellationToken);
+            outputs = await heads.PredictAsync(HeadRequest(request, features), cancellationToken);
+        }
 
         var results = request.Heads.Count == 0
             ? outputs.Outputs.OrderBy(o => o.Head, StringComparer.Ordinal)
             : outputs.Outputs.AsEnumerable();
         return new PredictReply { BackboneFingerprint = features.Fingerprint, CacheHit = features.CacheHit, Results = { results } };
     }
+
+    private static HeadPredictRequest HeadRequest(PredictRequest request, ExtractReply features) => new()
+    {
+        Features = { features.Features },
+        BackboneFingerprint = features.Fingerprint,
+        Heads = { request.Heads },
+        TopK = request.TopK == 0 ? DefaultTopK : request.TopK,
+        CutFeatures = { features.CutFeatures },
+    };
 
     /// <summary>Runs a few items at once but writes the replies in request order; a failed item becomes an item-level error.</summary>
     public Task PredictStreamAsync(IAsyncStreamReader<PredictStreamRequest> requests, IServerStreamWriter<PredictStreamReply> replies, CancellationToken cancellationToken)

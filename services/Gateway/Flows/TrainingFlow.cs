@@ -8,43 +8,28 @@ using Microsoft.Extensions.Options;
 
 namespace Graft.Gateway.Flows;
 
-/// <summary>TrainHead: buffers the labelled images (the total is known only when the client stream ends), turns them
-/// into features through the backbone in concurrent batches, keeps them in the training-set store (unless the spec opts
-/// out), then streams spec + rows to HeadService and relays its progress. RetrainHead runs the same steps on a stored set.</summary>
+/// <summary>TrainHead: buffers the labelled images (the total, and for <c>auto</c> the examples per class, are known only
+/// when the client stream ends), resolves the depth against the backbone, then streams spec, tail (fine-tuning depths)
+/// and rows to HeadService while the backbone turns each image (and each augmented view) into the row's values in
+/// concurrent batches, and relays HeadService's progress. Rows are written as they are extracted, never all held: a
+/// fine-tuning row is the cut-point activations, 100-400 KB. The images are kept in the training-set store (unless the
+/// spec opts out) so RetrainHead can run the same steps on them against another backbone.</summary>
 public sealed partial class TrainingFlow(
-    BackboneDownstream backbone, HeadsDownstream heads, DatasetStore datasets, DatasetReferences references,
+    BackboneDownstream backbone, HeadsDownstream heads, HeadCatalog catalog, DatasetStore datasets, DatasetReferences references,
     IOptions<GatewayOptions> options, ILogger<TrainingFlow> logger)
 {
-    private const int RowsPerMessage = 256;
+    private const int MaxRowsPerMessage = 256;
+    /// <summary>Rows per HeadService message are also bounded by size (a cut-point row is 100-400 KB; the message limit 16 MiB).</summary>
+    private const int TargetMessageBytes = 4 << 20;
 
     public async Task TrainAsync(IAsyncStreamReader<TrainHeadRequest> requests, IServerStreamWriter<TrainProgress> progress, CancellationToken cancellationToken)
     {
         var clock = Stopwatch.StartNew();
         var (spec, examples) = await ReadAsync(requests, cancellationToken);
-        LogTrainingStarted(logger, spec.Name, spec.Kind, examples.Count);
-        // A client never names a stored set itself; limits fail here, before any work.
+        // A client never names a stored set itself; the store's limits fail here, before any work.
         spec.Dataset = "";
         var prepared = datasets.ShouldKeep(spec) ? datasets.Prepare(spec, examples) : null;
-
-        var rows = await ExtractAsync(spec, examples, progress, clock, cancellationToken);
-        if (prepared is not null)
-        {
-            // Stored after the backbone accepted every image, before HeadService trains.
-            spec.Dataset = (await datasets.SaveAsync(prepared, cancellationToken)).Id;
-        }
-        HeadVersionInfo published;
-        try
-        {
-            published = await TrainOnHeadsAsync(spec, rows, progress, clock, cancellationToken);
-        }
-        catch when (prepared is not null)
-        {
-            // No version names the set (unless an earlier one trained on the very same data): release it now.
-            using var release = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-            await references.ReleaseAsync([spec.Dataset], release.Token);
-            throw;
-        }
-        LogTrainingPublished(logger, published.Name, published.Version, clock.Elapsed.TotalSeconds);
+        await RunAsync(spec, examples, prepared, progress, clock, cancellationToken);
     }
 
     /// <summary>RetrainHead: the stored training set and spec of one version, through the backbone in use, published as a
@@ -96,9 +81,82 @@ public sealed partial class TrainingFlow(
             ElapsedSeconds = clock.Elapsed.TotalSeconds,
         }, cancellationToken);
 
-        var rows = await ExtractAsync(retrain, examples, progress, clock, cancellationToken);
-        var published = await TrainOnHeadsAsync(retrain, rows, progress, clock, cancellationToken);
-        LogTrainingPublished(logger, published.Name, published.Version, clock.Elapsed.TotalSeconds);
+        await RunAsync(retrain, examples, null, progress, clock, cancellationToken);
+    }
+
+    /// <summary>Resolves the depth against the backbone in use, keeps the training set (when prepared), then streams spec,
+    /// tail and rows to HeadService and relays its progress until the version is published.</summary>
+    private async Task RunAsync(
+        HeadSpec spec, List<LabelledImage> examples, PreparedDataset? prepared, IServerStreamWriter<TrainProgress> progress, Stopwatch clock,
+        CancellationToken cancellationToken)
+    {
+        var info = await backbone.DescribeAsync(cancellationToken);
+        if (!string.IsNullOrEmpty(spec.BackboneFingerprint) && spec.BackboneFingerprint != info.Fingerprint)
+        {
+            throw new RpcException(new Status(StatusCode.FailedPrecondition,
+                $"spec.backbone_fingerprint is '{spec.BackboneFingerprint}' but the backbone in use is '{info.Fingerprint}'; leave it empty to use the current backbone."));
+        }
+        var plan = DepthRule.Resolve(spec, examples, info, options.Value);
+        spec.BackboneFingerprint = info.Fingerprint;
+        spec.Depth = plan.Depth;
+        spec.DepthReason = plan.Reason;
+        var views = 1 + (spec.HasAugment ? spec.Augment : 0);
+        var values = plan.CutPoint?.Dimension ?? info.FeatureDimension;
+        CheckSize(plan, examples.Count, views, values);
+        LogTrainingStarted(logger, spec.Name, spec.Kind, examples.Count, plan.Depth.Name(), views - 1, plan.Reason);
+
+        if (prepared is not null)
+        {
+            // Stored once the job is known to fit, before HeadService trains; released again below if training fails.
+            spec.Dataset = (await datasets.SaveAsync(prepared, cancellationToken)).Id;
+        }
+        var job = new Job(spec, plan, examples, views, values, info.Fingerprint, progress, clock);
+        try
+        {
+            var published = await heads.TrainAsync(spec, write => SendBodyAsync(job, write, cancellationToken), async step =>
+            {
+                step.ElapsedSeconds = clock.Elapsed.TotalSeconds;
+                await progress.WriteAsync(step, cancellationToken);
+            }, cancellationToken);
+            LogTrainingPublished(logger, published.Name, published.Version, clock.Elapsed.TotalSeconds);
+        }
+        catch when (prepared is not null)
+        {
+            // No version names the set (unless an earlier one trained on the very same data): release it now.
+            using var release = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            await references.ReleaseAsync([spec.Dataset], release.Token);
+            throw;
+        }
+        finally
+        {
+            // A new version (or a failed one that still changed nothing) may change which cut point a head takes.
+            catalog.Invalidate();
+        }
+    }
+
+    /// <summary>What one TrainHead call does, once its spec is resolved.</summary>
+    private sealed record Job(
+        HeadSpec Spec, DepthPlan Plan, List<LabelledImage> Examples, int Views, long ValuesPerRow, string Fingerprint,
+        IServerStreamWriter<TrainProgress> Progress, Stopwatch Clock)
+    {
+        public int Runs => Examples.Count * Views;
+    }
+
+    /// <summary>Refuses, before any backbone run, a job whose rows HeadService could not hold.</summary>
+    private void CheckSize(DepthPlan plan, int images, int views, long valuesPerRow)
+    {
+        var limit = options.Value.MaxTrainingValues;
+        var total = (long)images * views * valuesPerRow;
+        if (total > limit)
+        {
+            var what = plan.CutPoint is { } cut
+                ? $"depth {plan.Depth.Name()} trains on the '{cut.Name}' activations, {valuesPerRow:N0} values ({valuesPerRow * 4 / 1024:N0} KB) per image"
+                : $"depth {plan.Depth.Name()} trains on the final features, {valuesPerRow:N0} values per image";
+            throw new RpcException(new Status(StatusCode.ResourceExhausted,
+                $"this training job is too large: {what}, x {images} images x {views} view(s) = {total:N0} values ({total * 4.0 / (1 << 30):0.0} GiB), " +
+                $"more than {limit:N0} ({GatewayOptions.Section}:MaxTrainingValues). Train on fewer images or fewer augmented views, " +
+                "or use a frozen depth (probe or mlp: 512 values per image)."));
+        }
     }
 
     private async Task<(HeadSpec Spec, List<LabelledImage> Examples)> ReadAsync(IAsyncStreamReader<TrainHeadRequest> requests, CancellationToken cancellationToken)
@@ -121,6 +179,9 @@ public sealed partial class TrainingFlow(
         {
             throw Invalid("spec.kind is required: HEAD_KIND_REGRESSOR or HEAD_KIND_CLASSIFIER.");
         }
+        DepthRule.Validate(spec);
+        // The Gateway alone decides a depth reason (from auto); a client's text would be stored as if it had.
+        spec.DepthReason = "";
 
         var examples = new List<LabelledImage>();
         long bytes = 0;
@@ -176,57 +237,108 @@ public sealed partial class TrainingFlow(
         };
     }
 
-    private async Task<List<FeatureRow>> ExtractAsync(
-        HeadSpec spec, List<LabelledImage> examples, IServerStreamWriter<TrainProgress> progress, Stopwatch clock, CancellationToken cancellationToken)
+    /// <summary>After the spec: the tail's pieces (fine-tuning depths) as they arrive from the backbone, then the rows,
+    /// batch by batch as the backbone produces them. Each image's views are consecutive and share its source id.</summary>
+    private async Task SendBodyAsync(Job job, Func<TrainHeadRowsRequest, Task> write, CancellationToken cancellationToken)
     {
-        var batch = options.Value.ExtractConcurrency;
-        var rows = new List<FeatureRow>(examples.Count);
-        string? fingerprint = null;
-        await progress.WriteAsync(Extracting(0, examples.Count, clock), cancellationToken);
-
-        for (var start = 0; start < examples.Count; start += batch)
+        if (job.Plan.CutPoint is { } cut)
         {
-            var count = Math.Min(batch, examples.Count - start);
-            // Concurrent Extract calls let the backbone batch them; its cache makes a repeated image free.
-            var replies = await Task.WhenAll(Enumerable.Range(start, count).Select(i => ExtractOneAsync(examples[i], i + 1, cancellationToken)));
+            await foreach (var piece in backbone.GetTailAsync(cut.Name, cancellationToken))
+            {
+                CheckFingerprint(job, piece.Fingerprint);
+                await write(new TrainHeadRowsRequest { Tail = piece });
+            }
+        }
+
+        var runs = job.Runs;
+        var concurrency = options.Value.ExtractConcurrency;
+        var rowsPerMessage = (int)Math.Clamp(TargetMessageBytes / (job.ValuesPerRow * sizeof(float) + 64), 1, MaxRowsPerMessage);
+        var seed = job.Spec.HasSeed ? job.Spec.Seed : TrainingDefaults.Seed;
+        string[] cutPoints = job.Plan.CutPoint is null ? [] : [job.Plan.CutPointName];
+        var pending = new List<FeatureRow>(rowsPerMessage);
+        await job.Progress.WriteAsync(Extracting(0, runs, job.Clock, Announce(job)), cancellationToken);
+
+        for (var start = 0; start < runs; start += concurrency)
+        {
+            var count = Math.Min(concurrency, runs - start);
+            // Concurrent Extract calls let the backbone batch them; its cache makes a repeated image (or view) free.
+            var replies = await Task.WhenAll(Enumerable.Range(start, count).Select(run =>
+                ExtractOneAsync(job.Examples[run / job.Views], run / job.Views + 1, cutPoints, View(run % job.Views, seed), cancellationToken)));
             for (var k = 0; k < count; k++)
             {
+                var run = start + k;
                 var reply = replies[k];
-                fingerprint ??= reply.Fingerprint;
-                if (reply.Fingerprint != fingerprint)
+                CheckFingerprint(job, reply.Fingerprint);
+                pending.Add(Row(job.Examples[run / job.Views], reply, run / job.Views + 1, run % job.Views));
+                replies[k] = null!; // let the activations go as soon as their row is built
+                if (pending.Count == rowsPerMessage)
                 {
-                    throw new RpcException(new Status(StatusCode.Aborted,
-                        "the backbone changed while the images were being extracted (two fingerprints seen); send the examples again."));
+                    await write(new TrainHeadRowsRequest { Rows = new FeatureRows { Rows = { pending } } });
+                    pending.Clear();
                 }
-                var example = examples[start + k];
-                var row = new FeatureRow { Features = { reply.Features } };
-                if (example.TargetCase == LabelledImage.TargetOneofCase.Value)
-                {
-                    row.Value = example.Value;
-                }
-                else
-                {
-                    row.Label = example.Label;
-                }
-                rows.Add(row);
             }
-            await progress.WriteAsync(Extracting(start + count, examples.Count, clock), cancellationToken);
+            await job.Progress.WriteAsync(Extracting(start + count, runs, job.Clock), cancellationToken);
         }
-
-        if (!string.IsNullOrEmpty(spec.BackboneFingerprint) && spec.BackboneFingerprint != fingerprint)
+        if (pending.Count > 0)
         {
-            throw new RpcException(new Status(StatusCode.FailedPrecondition,
-                $"spec.backbone_fingerprint is '{spec.BackboneFingerprint}' but the backbone in use is '{fingerprint}'; leave it empty to use the current backbone."));
+            await write(new TrainHeadRowsRequest { Rows = new FeatureRows { Rows = { pending } } });
         }
-        spec.BackboneFingerprint = fingerprint!;
-        return rows;
     }
 
-    private async Task<ExtractReply> ExtractOneAsync(LabelledImage example, int number, CancellationToken cancellationToken)
+    /// <summary>The line the first progress message carries: the depth decision (auto) and the augmentation cost.</summary>
+    private static string Announce(Job job)
+    {
+        var parts = new List<string>();
+        if (job.Plan.Reason.Length > 0)
+        {
+            parts.Add(job.Plan.Reason);
+        }
+        if (job.Views > 1)
+        {
+            parts.Add($"{job.Views - 1} augmented view(s) per image: {job.Runs} backbone runs for {job.Examples.Count} images");
+        }
+        return string.Join("; ", parts);
+    }
+
+    private static Augmentation? View(int view, long seed) => view == 0 ? null : new Augmentation { View = view, Seed = seed };
+
+    private static FeatureRow Row(LabelledImage example, ExtractReply reply, int source, int view)
+    {
+        var row = new FeatureRow { Source = source, Augmented = view > 0 };
+        if (reply.CutFeatures.Count > 0)
+        {
+            row.Features.Add(reply.CutFeatures[0].Values);
+        }
+        else
+        {
+            row.Features.Add(reply.Features);
+        }
+        if (example.TargetCase == LabelledImage.TargetOneofCase.Value)
+        {
+            row.Value = example.Value;
+        }
+        else
+        {
+            row.Label = example.Label;
+        }
+        return row;
+    }
+
+    private static void CheckFingerprint(Job job, string fingerprint)
+    {
+        if (fingerprint != job.Fingerprint)
+        {
+            throw new RpcException(new Status(StatusCode.Aborted,
+                "the backbone changed while the images were being extracted (two fingerprints seen); send the examples again."));
+        }
+    }
+
+    private async Task<ExtractReply> ExtractOneAsync(
+        LabelledImage example, int number, IReadOnlyCollection<string> cutPoints, Augmentation? view, CancellationToken cancellationToken)
     {
         try
         {
-            return await backbone.ExtractAsync(example.Image, cancellationToken);
+            return await backbone.ExtractAsync(example.Image, cutPoints, view, cancellationToken);
         }
         catch (RpcException e) when (e.StatusCode == StatusCode.InvalidArgument)
         {
@@ -234,26 +346,19 @@ public sealed partial class TrainingFlow(
         }
     }
 
-    private Task<HeadVersionInfo> TrainOnHeadsAsync(
-        HeadSpec spec, List<FeatureRow> rows, IServerStreamWriter<TrainProgress> progress, Stopwatch clock, CancellationToken cancellationToken)
-        => heads.TrainAsync(spec, rows, RowsPerMessage, async step =>
-        {
-            step.ElapsedSeconds = clock.Elapsed.TotalSeconds;
-            await progress.WriteAsync(step, cancellationToken);
-        }, cancellationToken);
-
-    private static TrainProgress Extracting(int done, int total, Stopwatch clock) => new()
+    private static TrainProgress Extracting(int done, int total, Stopwatch clock, string message = "") => new()
     {
         Phase = TrainPhase.Extracting,
         ImagesDone = done,
         ImagesTotal = total,
         ElapsedSeconds = clock.Elapsed.TotalSeconds,
+        Message = message,
     };
 
     private static RpcException Invalid(string message) => new(new Status(StatusCode.InvalidArgument, message));
 
-    [LoggerMessage(EventId = 4001, Level = LogLevel.Information, Message = "Training head {Name} ({Kind}) from {Count} images")]
-    private static partial void LogTrainingStarted(ILogger logger, string name, HeadKind kind, int count);
+    [LoggerMessage(EventId = 4001, Level = LogLevel.Information, Message = "Training head {Name} ({Kind}) from {Count} images at depth {Depth}, {Augment} augmented view(s) each. {Reason}")]
+    private static partial void LogTrainingStarted(ILogger logger, string name, HeadKind kind, int count, string depth, int augment, string reason);
 
     [LoggerMessage(EventId = 4520, Level = LogLevel.Information, Message = "Retraining head {Name} from the training set {Dataset} of v{Version} ({Count} examples)")]
     private static partial void LogRetrainStarted(ILogger logger, string name, int version, string dataset, int count);

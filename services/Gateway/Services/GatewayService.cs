@@ -10,7 +10,7 @@ namespace Graft.Gateway.Services;
 /// HeadService's NOT_FOUND already names the heads that exist, so it passes through as it is.</summary>
 public sealed class GatewayService(
     PredictionFlow prediction, TrainingFlow training, ExportFlow export, BackboneDownstream backbone, HeadsDownstream heads,
-    DatasetStore datasets, DatasetReferences datasetReferences) : V1.Gateway.GatewayBase
+    DatasetStore datasets, DatasetReferences datasetReferences, HeadCatalog catalog) : V1.Gateway.GatewayBase
 {
     public override Task<PredictReply> Predict(PredictRequest request, ServerCallContext context)
         => prediction.PredictAsync(request, context.CancellationToken);
@@ -41,16 +41,23 @@ public sealed class GatewayService(
     public override async Task<DeleteHeadReply> DeleteHead(DeleteHeadRequest request, ServerCallContext context)
     {
         RequireName(request.Name);
-        // The training sets of the versions about to go: released once the delete succeeded (if no other version names them).
-        var before = datasets.Enabled ? await heads.GetAsync(new GetHeadRequest { Name = request.Name }, context.CancellationToken) : null;
-        var reply = await heads.DeleteAsync(request, context.CancellationToken);
-        if (before is not null)
+        try
         {
-            var deleted = reply.DeletedVersions.ToHashSet();
-            await datasetReferences.ReleaseAsync(
-                before.Versions.Where(v => deleted.Contains(v.Version)).Select(v => v.Spec?.Dataset ?? ""), CancellationToken.None);
+            // The training sets of the versions about to go: released once the delete succeeded (if no other version names them).
+            var before = datasets.Enabled ? await heads.GetAsync(new GetHeadRequest { Name = request.Name }, context.CancellationToken) : null;
+            var reply = await heads.DeleteAsync(request, context.CancellationToken);
+            if (before is not null)
+            {
+                var deleted = reply.DeletedVersions.ToHashSet();
+                await datasetReferences.ReleaseAsync(
+                    before.Versions.Where(v => deleted.Contains(v.Version)).Select(v => v.Spec?.Dataset ?? ""), CancellationToken.None);
+            }
+            return reply;
         }
-        return reply;
+        finally
+        {
+            catalog.Invalidate();
+        }
     }
 
     public override Task RetrainHead(RetrainHeadRequest request, IServerStreamWriter<TrainProgress> responseStream, ServerCallContext context)
@@ -63,7 +70,14 @@ public sealed class GatewayService(
         {
             throw new RpcException(new Status(StatusCode.InvalidArgument, $"version must be a positive version number of head '{request.Name}' (got {request.Version})."));
         }
-        return await heads.ActivateAsync(request, context.CancellationToken);
+        try
+        {
+            return await heads.ActivateAsync(request, context.CancellationToken);
+        }
+        finally
+        {
+            catalog.Invalidate();
+        }
     }
 
     public override async Task<DescribeReply> Describe(DescribeRequest request, ServerCallContext context)

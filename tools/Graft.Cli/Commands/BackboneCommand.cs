@@ -13,7 +13,7 @@ public static class BackboneCommand
     public static Command Create()
     {
         var backbone = new Command("backbone", "Inspect the frozen backbone.");
-        var describe = new Command("describe", "Show the backbone in use: model, fingerprint, cut point, device, batching, cache.");
+        var describe = new Command("describe", "Show the backbone in use: model, fingerprint, cut points, device, batching, cache.");
         describe.SetRun(async (parse, ct) =>
         {
             using var session = GlobalOptions.Connect(parse);
@@ -26,6 +26,10 @@ public static class BackboneCommand
             table.AddRow("input shape", string.Join(" x ", b.InputShape));
             table.AddRow("feature dimension", b.FeatureDimension.ToString(CultureInfo.InvariantCulture));
             table.AddRow("cut tensor", Markup.Escape(b.CutTensor));
+            table.AddRow("cut points (fine-tuning)", b.CutPoints.Count == 0
+                ? "none (heads train on the final features only)"
+                : Markup.Escape(string.Join("; ", b.CutPoints.Select(c =>
+                    $"{c.Name}: {c.Tensor} {string.Join("x", c.Shape)}, tail {c.TailParameters / 1e6:0.0} M parameters"))));
             table.AddRow("preprocessing", Markup.Escape(b.Preprocessing));
             table.AddRow("execution provider", Markup.Escape(b.ExecutionProvider));
             if (!string.IsNullOrEmpty(b.Precision)) table.AddRow("precision", Markup.Escape(b.Precision));

@@ -26,13 +26,14 @@ public static class HeadsCommands
                 return ExitCodes.Ok;
             }
             var table = new Table().Border(TableBorder.Rounded)
-                .AddColumns("head", "kind", "active", "versions", "validation metric", "trained on", "state", "retrainable");
+                .AddColumns("head", "kind", "depth", "active", "versions", "validation metric", "trained on", "state", "retrainable");
             foreach (var h in reply.Heads)
             {
                 var active = h.Versions.FirstOrDefault(v => v.Version == h.ActiveVersion);
                 table.AddRow(
                     Markup.Escape(h.Name),
                     active is null ? "" : active.Kind.Name(),
+                    active is null ? "" : Markup.Escape(Format.Depth(active)),
                     h.ActiveVersion == 0 ? "none" : $"v{h.ActiveVersion}",
                     h.Versions.Count.ToString(CultureInfo.InvariantCulture),
                     active is null ? "" : Markup.Escape(Metric(active)),
@@ -54,12 +55,13 @@ public static class HeadsCommands
                 c => c.GetHeadAsync(new GetHeadRequest { Name = name }, session.Headers(), GatewaySession.UnaryDeadline, ct).ResponseAsync);
             AnsiConsole.MarkupLine($"[bold]{Markup.Escape(info.Name)}[/]: active v{info.ActiveVersion}{(info.Stale ? " [yellow](stale: trained on another backbone)[/]" : "")}");
             var table = new Table().Border(TableBorder.Rounded)
-                .AddColumns("version", "kind", "created (UTC)", "labels", "input dim", "epochs", "validation metric", "backbone", "size", "training set");
+                .AddColumns("version", "kind", "depth", "created (UTC)", "labels", "input dim", "epochs", "validation metric", "backbone", "size", "training set");
             foreach (var v in info.Versions)
             {
                 table.AddRow(
                     (v.Version == info.ActiveVersion ? "* v" : "  v") + v.Version.ToString(CultureInfo.InvariantCulture),
                     v.Kind.Name(),
+                    Markup.Escape(Format.Depth(v)),
                     v.Created is null ? "" : v.Created.ToDateTime().ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture),
                     Markup.Escape(v.Labels.Count == 0 ? "-" : string.Join(", ", v.Labels.Take(6)) + (v.Labels.Count > 6 ? ", ..." : "")),
                     v.InputDimension.ToString(CultureInfo.InvariantCulture),

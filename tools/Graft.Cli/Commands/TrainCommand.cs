@@ -35,10 +35,34 @@ public static class TrainCommand
             Description = "Do not keep the images on the server (for data that must not be stored). The head is then not retrainable: " +
                           "after a backbone change it must be trained again from its images instead of `graft heads retrain`.",
         };
+        Option<string?> depth = new("--depth")
+        {
+            Description = "How deep training reaches into the backbone: probe (linear layer on frozen features), mlp (hidden layers on frozen " +
+                          "features; the default), last-block / last-stage (also fine-tune the backbone's last residual block / last stage: " +
+                          "better with ~100+ images per class, slower), auto (the gateway picks by images per class and says why).",
+        };
+        depth.HelpName = "probe|mlp|last-block|last-stage|auto";
+        depth.Validators.Add(r =>
+        {
+            // Not AcceptOnlyFromAmong: its message does not name the option.
+            if (r.GetValueOrDefault<string?>() is { } text && !HeadDepths.TryParse(text, out _))
+                r.AddError($"--depth '{text}' is not a depth: use probe, mlp, last-block, last-stage or auto.");
+        });
+        Option<int?> augment = new("--augment")
+        {
+            Description = "Augmented views per training image besides the original (flip, random resized crop, small rotation; 0-16, default 0). " +
+                          "Each view is one more backbone run at training time only.",
+        };
+        augment.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<int?>() is { } n && n is < 0 or > 16)
+                r.AddError($"--augment must be between 0 and 16 augmented views per image (got {n}).");
+        });
+        Option<double?> tailLr = new("--tail-lr") { Description = $"Adam learning rate of the fine-tuned backbone layers, depths last-block/last-stage (server default {TrainingDefaults.Text(TrainingDefaults.TailLearningRate)})." };
 
         var command = new Command("train", "Train a head on labelled images and publish it as a new version.")
         {
-            head, kind, data, epochs, lr, hidden, val, batch, seed, patience, weightDecay, dropout, description, noKeep,
+            head, kind, data, epochs, lr, hidden, val, batch, seed, patience, weightDecay, dropout, description, noKeep, depth, augment, tailLr,
         };
         command.SetRun(async (parse, ct) =>
         {
@@ -58,6 +82,9 @@ public static class TrainCommand
             if (parse.GetValue(weightDecay) is { } w) spec.WeightDecay = w;
             if (parse.GetValue(dropout) is { } d) spec.Dropout = d;
             if (parse.GetValue(noKeep)) spec.KeepTrainingData = false;
+            if (HeadDepths.TryParse(parse.GetValue(depth), out var chosenDepth)) spec.Depth = chosenDepth;
+            if (parse.GetValue(augment) is { } a) spec.Augment = a;
+            if (parse.GetValue(tailLr) is { } t) spec.TailLearningRate = t;
 
             using var session = GlobalOptions.Connect(parse);
             var summary = headKind == HeadKind.Classifier
@@ -66,7 +93,7 @@ public static class TrainCommand
             AnsiConsole.MarkupLine($"Training [bold]{Markup.Escape(spec.Name)}[/] ({headKind.Name()}) on {summary} via {session.Display}");
             var result = await TrainView.RunAsync(session, spec, examples, ct);
             AnsiConsole.Write(TrainView.Metrics(result.Published));
-            AnsiConsole.MarkupLine($"Published [bold green]{Markup.Escape(result.Published.Name)} v{result.Published.Version}[/] in {Format.Seconds(result.Total)} " +
+            AnsiConsole.MarkupLine($"Published [bold green]{Markup.Escape(result.Published.Name)} v{result.Published.Version}[/] ({Markup.Escape(Format.Depth(result.Published))}) in {Format.Seconds(result.Total)} " +
                                    $"(feature extraction {Format.Seconds(result.Extraction)}).");
             return ExitCodes.Ok;
         });

@@ -26,6 +26,14 @@ public static class Format
         return relative.Length < path.Length ? relative : path;
     }
 
+    /// <summary>How deep a version trained: "mlp", "probe", or "last-block (512x7x7)" for one that fine-tuned from a cut point.</summary>
+    public static string Depth(HeadVersionInfo v)
+    {
+        var depth = v.Spec?.Depth ?? HeadDepth.Unspecified;
+        var name = depth == HeadDepth.Unspecified && v.Spec?.Hidden is { Sizes.Count: 0 } ? HeadDepths.Probe : depth.Name();
+        return v.CutPoint.Length > 0 && v.CutShape.Count > 0 ? $"{name} ({string.Join("x", v.CutShape)})" : name;
+    }
+
     public static string Output(HeadOutput o) => o.Kind == HeadKind.Regressor || o.Top.Count == 0
         ? Number(o.Value)
         : $"{o.Top[0].Label} ({Percent(o.Top[0].Probability)})";

@@ -77,7 +77,9 @@ async function addRegressorFiles(files) {
 function buildUpload(form) {
   const data = new FormData();
   const epochs = Number(form.elements.epochs.value || 30);
-  data.append('spec', JSON.stringify({ epochs }));
+  const depth = form.elements.depth?.value || 'HEAD_DEPTH_MLP';
+  const augment = Number(form.elements.augment?.value || 0);
+  data.append('spec', JSON.stringify(augment > 0 ? { epochs, depth, augment } : { epochs, depth }));
   if (kindOf(form) === 'classifier') {
     data.append('kind', 'classifier');
     const cards = [...document.querySelectorAll('#classes .class')];
@@ -123,11 +125,13 @@ async function train(form) {
   bar.removeAttribute('value');
   button.disabled = true;
   say('');
+  let decision = ''; // the Gateway's depth decision (depth auto) or augmentation cost, shown with the progress
   try {
     const last = await api.train(name, upload, (p) => {
       if (p.phase === 'TRAIN_PHASE_QUEUED') text.textContent = `Waiting for a training slot (${p.queuePosition} ahead)…`;
+      if (p.message) decision = ` (${p.message})`;
       if (p.phase === 'TRAIN_PHASE_EXTRACTING') {
-        text.textContent = `Reading the pictures: ${p.imagesDone} of ${p.imagesTotal}`;
+        text.textContent = `Reading the pictures: ${p.imagesDone} of ${p.imagesTotal}${decision}`;
         bar.max = p.imagesTotal || 1; bar.value = p.imagesDone;
       }
       if (p.phase === 'TRAIN_PHASE_TRAINING') {
