@@ -87,7 +87,7 @@ public sealed class FineTuneCurve(string outDir, Action<string> log, int testIma
 
         var profile = BackboneProfiles.Resolve(new BackboneOptions(), AppContext.BaseDirectory);
         using var model = BackboneModel.Load(profile, "cpu", ExecutionLayout.Resolve(1, 0, false, Environment.ProcessorCount), NullLogger.Instance);
-        results.Backbone = $"{profile.Name} {model.Fingerprint[..12]}";
+        results.Backbone = model.Fingerprint;
         var preprocessor = Preprocessor.Create(profile, 40_000_000);
         var store = new CutFeatureStore(Path.Combine(outDir, "features"), model, preprocessor, log, results.Extractions);
         var training = new ProductTraining();

@@ -108,7 +108,9 @@ public sealed class ProductTraining
     /// <summary>The trained version loaded by the serving code, as HeadService's Predict runs it (one row at a time).</summary>
     private sealed class ServedHead(TrainedHead trained) : ITrainedCurveHead
     {
-        private readonly LoadedHead _head = new(trained.Manifest, trained.Weights, CPU, trained.Tail);
+        // The registry names the tail file when it publishes a fine-tuned version; serving reads "fine-tuned" from it.
+        private readonly LoadedHead _head = new(trained.Tail is null ? trained.Manifest : trained.Manifest with { TailFile = "tail.onnx" },
+            trained.Weights, CPU, trained.Tail);
 
         public double TrainingSeconds => trained.Manifest.Metrics.TrainingSeconds;
         public int EpochsRun => trained.Manifest.Metrics.EpochsRun;
@@ -116,7 +118,7 @@ public sealed class ProductTraining
         public double[] Predict(float[] features, int rows)
         {
             var dimension = features.Length / rows;
-            var fineTuned = trained.Manifest.FineTuned;
+            var fineTuned = trained.Tail is not null;
             var result = new double[rows];
             for (var i = 0; i < rows; i++)
             {
