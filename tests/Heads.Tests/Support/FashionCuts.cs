@@ -119,18 +119,25 @@ public static class FineTuneCalls
     public static async Task<List<TrainProgress>> TrainAsync(this V1.Heads.HeadsClient client, HeadSpec spec, IEnumerable<TailGraphChunk> tail, IReadOnlyList<FeatureRow> rows)
     {
         using var call = client.Train();
-        await call.RequestStream.WriteAsync(new TrainHeadRowsRequest { Spec = spec });
-        foreach (var piece in tail)
+        try
         {
-            await call.RequestStream.WriteAsync(new TrainHeadRowsRequest { Tail = piece });
+            await call.RequestStream.WriteAsync(new TrainHeadRowsRequest { Spec = spec });
+            foreach (var piece in tail)
+            {
+                await call.RequestStream.WriteAsync(new TrainHeadRowsRequest { Tail = piece });
+            }
+            foreach (var chunk in rows.Chunk(16))
+            {
+                var batch = new FeatureRows();
+                batch.Rows.AddRange(chunk);
+                await call.RequestStream.WriteAsync(new TrainHeadRowsRequest { Rows = batch });
+            }
+            await call.RequestStream.CompleteAsync();
         }
-        foreach (var chunk in rows.Chunk(16))
+        catch (Exception e) when (e is RpcException or InvalidOperationException)
         {
-            var batch = new FeatureRows();
-            batch.Rows.AddRange(chunk);
-            await call.RequestStream.WriteAsync(new TrainHeadRowsRequest { Rows = batch });
+            // The server refused the call while rows were still being sent; its status comes with the response stream.
         }
-        await call.RequestStream.CompleteAsync();
         return await call.ResponseStream.ReadAllAsync().ToListAsync();
     }
 }

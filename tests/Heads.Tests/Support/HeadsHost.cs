@@ -69,14 +69,21 @@ public static class TrainCalls
     public static async Task<List<TrainProgress>> TrainAsync(this V1.Heads.HeadsClient client, HeadSpec spec, IReadOnlyList<FeatureRow> rows, CancellationToken cancellationToken = default, Action<TrainProgress>? observe = null)
     {
         using var call = client.Train(cancellationToken: cancellationToken);
-        await call.RequestStream.WriteAsync(new TrainHeadRowsRequest { Spec = spec }, cancellationToken);
-        foreach (var chunk in rows.Chunk(64))
+        try
         {
-            var batch = new FeatureRows();
-            batch.Rows.AddRange(chunk);
-            await call.RequestStream.WriteAsync(new TrainHeadRowsRequest { Rows = batch }, cancellationToken);
+            await call.RequestStream.WriteAsync(new TrainHeadRowsRequest { Spec = spec }, cancellationToken);
+            foreach (var chunk in rows.Chunk(64))
+            {
+                var batch = new FeatureRows();
+                batch.Rows.AddRange(chunk);
+                await call.RequestStream.WriteAsync(new TrainHeadRowsRequest { Rows = batch }, cancellationToken);
+            }
+            await call.RequestStream.CompleteAsync();
         }
-        await call.RequestStream.CompleteAsync();
+        catch (Exception e) when (e is RpcException or InvalidOperationException && !cancellationToken.IsCancellationRequested)
+        {
+            // The server refused the call while rows were still being sent; its status comes with the response stream.
+        }
         var progress = new List<TrainProgress>();
         await foreach (var p in call.ResponseStream.ReadAllAsync(cancellationToken))
         {
