@@ -216,7 +216,7 @@ public sealed partial class HeadRegistry
     {
         var head = RequireHead(name);
         var split = head.Serving?.Split ?? throw NoSplit(name);
-        RegistryPaths.WriteServing(Path.Combine(Root, name), head.Serving with { Split = null });
+        RegistryPaths.WriteServing(Path.Combine(Root, name), CurrentServing(head) with { Split = null });
         LogSplitAborted(_logger, name, split.Version);
         Rescan();
         return RequireHead(name);
@@ -227,7 +227,8 @@ public sealed partial class HeadRegistry
 
     /// <summary>The head's serving state as it stands, from <c>serving.json</c> or, for a head written before it existed,
     /// from its legacy pointer (so the first write keeps what served).</summary>
-    private static HeadServing CurrentServing(HeadEntry? head) => head?.Serving ?? new HeadServing(head?.ActiveVersions ?? new Dictionary<string, int>(), null);
+    private static HeadServing CurrentServing(HeadEntry? head)
+        => new(head?.ActiveVersions ?? new Dictionary<string, int>(), head?.Serving?.Split, head?.PointerVersion ?? 0);
 
     /// <summary>Makes <paramref name="version"/> active for <paramref name="fingerprint"/> only, in <c>serving.json</c>;
     /// the legacy pointer follows the last activation so older replicas sharing the folder still serve something sane.</summary>

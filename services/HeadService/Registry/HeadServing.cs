@@ -18,7 +18,11 @@ public sealed record TrafficSplit(SplitMode Mode, int Version, double Percent);
 
 /// <summary>The contents of <c>&lt;name&gt;/serving.json</c>: the version active for each backbone fingerprint, and
 /// the split. Written whole (fsynced temporary file renamed over it), so a crash leaves the old or the new file.</summary>
-public sealed record HeadServing(IReadOnlyDictionary<string, int> ActiveByBackbone, TrafficSplit? Split)
+/// <param name="ActiveByBackbone">The version active for each backbone fingerprint.</param>
+/// <param name="Split">The canary or shadow split, if any.</param>
+/// <param name="LegacyPointer">The legacy <c>active</c> pointer's value when this file was written. A different value on disk
+/// means an older Graft moved the pointer since, and that activation is honoured for its version's backbone.</param>
+public sealed record HeadServing(IReadOnlyDictionary<string, int> ActiveByBackbone, TrafficSplit? Split, int LegacyPointer)
 {
     public const string FileName = "serving.json";
 
@@ -33,7 +37,7 @@ public sealed record HeadServing(IReadOnlyDictionary<string, int> ActiveByBackbo
     /// its candidate is the version activated.</summary>
     public HeadServing WithActive(string fingerprint, int version) => new(
         new Dictionary<string, int>(ActiveByBackbone, StringComparer.Ordinal) { [fingerprint] = version },
-        Split?.Version == version ? null : Split);
+        Split?.Version == version ? null : Split, version);
 
     /// <summary>Canonical text, also used to tell whether two scans differ.</summary>
     public string ToJson() => JsonSerializer.Serialize(new Stored
@@ -41,6 +45,7 @@ public sealed record HeadServing(IReadOnlyDictionary<string, int> ActiveByBackbo
         Format = 1,
         Active = new SortedDictionary<string, int>(ActiveByBackbone.ToDictionary(), StringComparer.Ordinal),
         Split = Split,
+        LegacyPointer = LegacyPointer,
     }, Json);
 
     public bool SameAs(HeadServing? other) => other is not null && ToJson() == other.ToJson();
@@ -62,7 +67,7 @@ public sealed record HeadServing(IReadOnlyDictionary<string, int> ActiveByBackbo
         {
             throw new InvalidDataException($"{FileName} names a version below 1, an empty fingerprint or a percentage outside (0, 100].");
         }
-        return new HeadServing(new Dictionary<string, int>(stored.Active, StringComparer.Ordinal), stored.Split);
+        return new HeadServing(new Dictionary<string, int>(stored.Active, StringComparer.Ordinal), stored.Split, stored.LegacyPointer);
     }
 
     private sealed class Stored
@@ -70,5 +75,6 @@ public sealed record HeadServing(IReadOnlyDictionary<string, int> ActiveByBackbo
         public int Format { get; set; }
         public IDictionary<string, int>? Active { get; set; }
         public TrafficSplit? Split { get; set; }
+        public int LegacyPointer { get; set; }
     }
 }

@@ -31,16 +31,14 @@ public sealed record HeadEntry(string Name, int PointerVersion, IReadOnlyList<Ve
 
     /// <summary>True when the version serves a backbone or is the candidate of a split, so it must not be deleted.</summary>
     public bool IsInUse(int version) => ActiveVersions.Values.Contains(version) || Serving?.Split?.Version == version
-        || (Serving is null && version == DesiredVersion);
+        || version == DesiredVersion;
 
     private Dictionary<string, int> ComputeActive()
     {
-        if (Serving is not null)
-        {
-            return new Dictionary<string, int>(Serving.ActiveByBackbone, StringComparer.Ordinal);
-        }
-        var result = new Dictionary<string, int>(StringComparer.Ordinal);
-        if (LegacyFingerprint() is { } fingerprint)
+        var result = new Dictionary<string, int>(Serving?.ActiveByBackbone ?? new Dictionary<string, int>(), StringComparer.Ordinal);
+        // Without serving.json, or when an older Graft moved the legacy pointer after serving.json was written: that
+        // pointer names the version for its own backbone.
+        if ((Serving is null || PointerVersion > 0 && PointerVersion != Serving.LegacyPointer) && LegacyFingerprint() is { } fingerprint)
         {
             result[fingerprint] = DesiredVersion;
         }
