@@ -20,6 +20,34 @@ public sealed class BackboneDownstream(
         return reply;
     }
 
+    /// <summary>Extract from a replica serving <paramref name="fingerprint"/>. Behind a balancer the call lands on any
+    /// replica; one of another fingerprint refuses at once (ExtractRequest.required_fingerprint) and the call is made again,
+    /// at most <paramref name="attempts"/> times. FAILED_PRECONDITION when no replica of that fingerprint answered.</summary>
+    public async Task<ExtractReply> ExtractFromAsync(ByteString image, string fingerprint, int attempts, CancellationToken cancellationToken)
+    {
+        for (var attempt = 1; attempt <= attempts; attempt++)
+        {
+            try
+            {
+                var reply = await _invoker.IdempotentAsync("Extract",
+                    o => client.ExtractAsync(new ExtractRequest { Image = image, RequiredFingerprint = fingerprint }, o), cancellationToken);
+                identity.Observe(reply.Fingerprint);
+                if (reply.Fingerprint == fingerprint)
+                {
+                    return reply;
+                }
+                // Otherwise a backbone too old to know required_fingerprint answered anyway: ask again.
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.FailedPrecondition)
+            {
+                // A replica of another fingerprint refused before doing any work: ask again.
+            }
+        }
+        throw new RpcException(new Status(StatusCode.FailedPrecondition,
+            $"No backbone replica serving fingerprint '{fingerprint}' answered in {attempts} attempts (Graft:Gateway:FingerprintAttempts); " +
+            "every replica asked serves another backbone. Start a replica of that backbone, or train against the backbone now serving."));
+    }
+
     public async Task<BackboneInfo> DescribeAsync(CancellationToken cancellationToken)
     {
         var reply = await _invoker.IdempotentAsync("Describe", o => client.DescribeAsync(new DescribeBackboneRequest(), o), cancellationToken);

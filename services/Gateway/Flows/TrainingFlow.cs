@@ -105,23 +105,23 @@ public sealed partial class TrainingFlow(
     {
         var batch = options.Value.ExtractConcurrency;
         var rows = new List<FeatureRow>(examples.Count);
-        string? fingerprint = null;
         await progress.WriteAsync(Extracting(0, examples.Count, clock), cancellationToken);
+        // One training set never mixes features of two backbones: the job is pinned to the backbone the spec names, else
+        // to the one that answers the first image; during a rolling upgrade every other image is fetched from a replica
+        // of that backbone (one of another backbone refuses at once and the Extract is asked again, boundedly). The first image
+        // is asked for again below; the backbone's cache answers that for free.
+        var fingerprint = string.IsNullOrEmpty(spec.BackboneFingerprint)
+            ? (await ExtractOneAsync(examples[0], 1, null, cancellationToken)).Fingerprint
+            : spec.BackboneFingerprint;
 
         for (var start = 0; start < examples.Count; start += batch)
         {
             var count = Math.Min(batch, examples.Count - start);
             // Concurrent Extract calls let the backbone batch them; its cache makes a repeated image free.
-            var replies = await Task.WhenAll(Enumerable.Range(start, count).Select(i => ExtractOneAsync(examples[i], i + 1, cancellationToken)));
+            var replies = await Task.WhenAll(Enumerable.Range(start, count).Select(i => ExtractOneAsync(examples[i], i + 1, fingerprint, cancellationToken)));
             for (var k = 0; k < count; k++)
             {
                 var reply = replies[k];
-                fingerprint ??= reply.Fingerprint;
-                if (reply.Fingerprint != fingerprint)
-                {
-                    throw new RpcException(new Status(StatusCode.Aborted,
-                        "the backbone changed while the images were being extracted (two fingerprints seen); send the examples again."));
-                }
                 var example = examples[start + k];
                 var row = new FeatureRow { Features = { reply.Features } };
                 if (example.TargetCase == LabelledImage.TargetOneofCase.Value)
@@ -137,20 +137,17 @@ public sealed partial class TrainingFlow(
             await progress.WriteAsync(Extracting(start + count, examples.Count, clock), cancellationToken);
         }
 
-        if (!string.IsNullOrEmpty(spec.BackboneFingerprint) && spec.BackboneFingerprint != fingerprint)
-        {
-            throw new RpcException(new Status(StatusCode.FailedPrecondition,
-                $"spec.backbone_fingerprint is '{spec.BackboneFingerprint}' but the backbone in use is '{fingerprint}'; leave it empty to use the current backbone."));
-        }
-        spec.BackboneFingerprint = fingerprint!;
+        spec.BackboneFingerprint = fingerprint;
         return rows;
     }
 
-    private async Task<ExtractReply> ExtractOneAsync(LabelledImage example, int number, CancellationToken cancellationToken)
+    private async Task<ExtractReply> ExtractOneAsync(LabelledImage example, int number, string? fingerprint, CancellationToken cancellationToken)
     {
         try
         {
-            return await backbone.ExtractAsync(example.Image, cancellationToken);
+            return fingerprint is null
+                ? await backbone.ExtractAsync(example.Image, cancellationToken)
+                : await backbone.ExtractFromAsync(example.Image, fingerprint, options.Value.FingerprintAttempts, cancellationToken);
         }
         catch (RpcException e) when (e.StatusCode == StatusCode.InvalidArgument)
         {
