@@ -1,4 +1,5 @@
 using Graft.Gateway.Auth;
+using Graft.Gateway.Datasets;
 using Graft.Gateway.Downstream;
 using Graft.Gateway.Flows;
 using Graft.Gateway.Http;
@@ -26,6 +27,11 @@ public static partial class GatewayServiceCollectionExtensions
         services.AddTransient<PredictionFlow>();
         services.AddTransient<TrainingFlow>();
         services.AddTransient<ExportFlow>();
+
+        services.AddValidatedOptions<DatasetOptions>(builder.Configuration, DatasetOptions.Section);
+        services.AddSingleton<DatasetStore>();
+        services.AddTransient<DatasetReferences>();
+        services.AddHostedService<DatasetCollector>();
 
         services.AddSingleton<BearerTokenInterceptor>();
         var grpc = services.AddGrpc().AddServiceOptions<GatewayService>(o => o.Interceptors.Add<BearerTokenInterceptor>());

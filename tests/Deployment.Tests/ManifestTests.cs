@@ -338,6 +338,26 @@ public sealed class ManifestTests
 
     [Theory]
     [MemberData(nameof(Overlays))]
+    public void Gateway_keeps_training_sets_on_the_head_registry_volume_in_a_folder_head_service_ignores(string overlay)
+    {
+        var rendered = Kustomize.Overlay(overlay);
+        var gateway = rendered.Deployment("gateway").Spec.Template.Spec;
+        var heads = rendered.Deployment("heads").Spec.Template.Spec;
+        var datasets = rendered.EffectiveEnvironment(gateway.Containers.Single())["Graft__Gateway__Datasets__Path"];
+
+        var mount = gateway.Containers.Single().VolumeMounts.Single(m => datasets.StartsWith(m.MountPath.TrimEnd('/') + "/", StringComparison.Ordinal));
+        Assert.False(mount.ReadOnlyProperty ?? false);
+        var headsMount = heads.Containers.Single().VolumeMounts.Single(m => m.Name == "registry");
+        Assert.Equal(
+            heads.Volumes.Single(v => v.Name == headsMount.Name).PersistentVolumeClaim?.ClaimName,
+            gateway.Volumes.Single(v => v.Name == mount.Name).PersistentVolumeClaim?.ClaimName);
+        // Inside the registry root, the store's folder must not look like a head to HeadService's scanner.
+        var folder = datasets[(mount.MountPath.TrimEnd('/').Length + 1)..].Split('/')[0];
+        Assert.StartsWith(".", folder);
+    }
+
+    [Theory]
+    [MemberData(nameof(Overlays))]
     public void Backbone_model_path_lies_on_its_read_only_models_volume(string overlay)
     {
         var rendered = Kustomize.Overlay(overlay);

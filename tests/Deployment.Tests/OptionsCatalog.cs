@@ -96,12 +96,16 @@ public static class OptionsCatalog
     /// (environment-form keys, the configuration binder) and runs its validation; returns the failures.</summary>
     public static IReadOnlyList<string> ValidationFailures(IReadOnlyDictionary<string, string> environment)
     {
-        var configuration = new ConfigurationBuilder()
-            .AddInMemoryCollection(environment.Select(kv => new KeyValuePair<string, string?>(kv.Key.Replace("__", ":"), kv.Value)))
-            .Build();
         var failures = new List<string>();
         foreach (var (section, type) in Sections)
         {
+            // A nested section with an options class of its own (Graft:Gateway:Datasets in Graft:Gateway) is checked by that class.
+            var nested = Sections.Keys.Where(k => k.StartsWith(section + ":", StringComparison.OrdinalIgnoreCase)).ToList();
+            var configuration = new ConfigurationBuilder()
+                .AddInMemoryCollection(environment
+                    .Select(kv => new KeyValuePair<string, string?>(kv.Key.Replace("__", ":"), kv.Value))
+                    .Where(kv => !nested.Any(n => kv.Key.StartsWith(n + ":", StringComparison.OrdinalIgnoreCase))))
+                .Build();
             if (!configuration.GetSection(section).Exists())
             {
                 continue;

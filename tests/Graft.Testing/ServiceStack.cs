@@ -23,6 +23,13 @@ public sealed record ServiceStackOptions
 
     public IReadOnlyDictionary<string, string> GatewayEnvironment { get; init; } = new Dictionary<string, string>();
 
+    /// <summary>An existing head registry to serve (kept on dispose), e.g. to restart a stack on another backbone over the
+    /// same heads. Null: a new temporary one, deleted on dispose.</summary>
+    public string? RegistryDirectory { get; init; }
+
+    /// <summary>An existing training-set store for the gateway (kept on dispose). Null: a new temporary one, deleted on dispose.</summary>
+    public string? DatasetsDirectory { get; init; }
+
     /// <summary>How long each service may take to become ready (the backbone loads and warms its model).</summary>
     public TimeSpan ReadyTimeout { get; init; } = TimeSpan.FromMinutes(4);
 }
@@ -35,10 +42,11 @@ public sealed class ServiceStack : IAsyncDisposable
 {
     private readonly ServiceGroup _group;
 
-    private ServiceStack(ServiceStackOptions options, string registry, ServiceGroup group)
+    private ServiceStack(ServiceStackOptions options, string registry, string datasets, ServiceGroup group)
     {
         Options = options;
         RegistryDirectory = registry;
+        DatasetsDirectory = datasets;
         _group = group;
     }
 
@@ -46,6 +54,9 @@ public sealed class ServiceStack : IAsyncDisposable
 
     /// <summary>The head registry folder HeadService writes (deleted on dispose).</summary>
     public string RegistryDirectory { get; }
+
+    /// <summary>The gateway's training-set store (deleted on dispose unless the options named it).</summary>
+    public string DatasetsDirectory { get; }
 
     public ServiceProcess Backbone => _group.Backbone;
 
@@ -72,10 +83,12 @@ public sealed class ServiceStack : IAsyncDisposable
     public static async Task<ServiceStack> StartAsync(ServiceStackOptions? options = null, CancellationToken cancellationToken = default)
     {
         options ??= new ServiceStackOptions();
-        var registry = Directory.CreateTempSubdirectory("graft-e2e-registry-").FullName;
+        var registry = options.RegistryDirectory ?? Directory.CreateTempSubdirectory("graft-e2e-registry-").FullName;
+        var datasets = options.DatasetsDirectory ?? Directory.CreateTempSubdirectory("graft-e2e-datasets-").FullName;
         var gatewayEnv = new Dictionary<string, string>
         {
             ["Graft__Gateway__AllowUnauthenticatedAdmin"] = options.AllowUnauthenticatedAdmin ? "true" : "false",
+            ["Graft__Gateway__Datasets__Path"] = datasets,
         };
         if (options.AdminToken is { } admin)
         {
@@ -97,11 +110,11 @@ public sealed class ServiceStack : IAsyncDisposable
         try
         {
             var group = await ServiceGroup.StartAsync(launch, options.ReadyTimeout, cancellationToken: cancellationToken);
-            return new ServiceStack(options, registry, group);
+            return new ServiceStack(options, registry, datasets, group);
         }
         catch
         {
-            DeleteRegistry(registry);
+            DeleteOwnFolders(options, registry, datasets);
             throw;
         }
     }
@@ -115,7 +128,19 @@ public sealed class ServiceStack : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await _group.DisposeAsync();
-        DeleteRegistry(RegistryDirectory);
+        DeleteOwnFolders(Options, RegistryDirectory, DatasetsDirectory);
+    }
+
+    private static void DeleteOwnFolders(ServiceStackOptions options, string registry, string datasets)
+    {
+        if (options.RegistryDirectory is null)
+        {
+            DeleteRegistry(registry);
+        }
+        if (options.DatasetsDirectory is null)
+        {
+            DeleteRegistry(datasets);
+        }
     }
 
     private static IReadOnlyDictionary<string, string> Merge(Dictionary<string, string> environment, IReadOnlyDictionary<string, string> extra)
@@ -127,11 +152,11 @@ public sealed class ServiceStack : IAsyncDisposable
         return TestProcesses.WithDefaults(environment);
     }
 
-    private static void DeleteRegistry(string registry)
+    private static void DeleteRegistry(string folder)
     {
         try
         {
-            Directory.Delete(registry, recursive: true);
+            Directory.Delete(folder, recursive: true);
         }
         catch (IOException)
         {

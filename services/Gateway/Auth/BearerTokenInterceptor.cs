@@ -15,6 +15,7 @@ public sealed partial class BearerTokenInterceptor : Interceptor
     private static readonly HashSet<string> AdminMethods = new(StringComparer.Ordinal)
     {
         $"/{V1.Gateway.Descriptor.FullName}/{nameof(V1.Gateway.GatewayBase.TrainHead)}",
+        $"/{V1.Gateway.Descriptor.FullName}/{nameof(V1.Gateway.GatewayBase.RetrainHead)}",
         $"/{V1.Gateway.Descriptor.FullName}/{nameof(V1.Gateway.GatewayBase.DeleteHead)}",
         $"/{V1.Gateway.Descriptor.FullName}/{nameof(V1.Gateway.GatewayBase.ActivateHead)}",
         $"/{V1.Gateway.Descriptor.FullName}/{nameof(V1.Gateway.GatewayBase.ExportHead)}",

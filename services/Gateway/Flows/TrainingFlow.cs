@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Graft.Gateway.Datasets;
 using Graft.Gateway.Downstream;
 using Graft.V1;
 using Grpc.Core;
@@ -8,9 +9,11 @@ using Microsoft.Extensions.Options;
 namespace Graft.Gateway.Flows;
 
 /// <summary>TrainHead: buffers the labelled images (the total is known only when the client stream ends), turns them
-/// into features through the backbone in concurrent batches, then streams spec + rows to HeadService and relays its progress.</summary>
+/// into features through the backbone in concurrent batches, keeps them in the training-set store (unless the spec opts
+/// out), then streams spec + rows to HeadService and relays its progress. RetrainHead runs the same steps on a stored set.</summary>
 public sealed partial class TrainingFlow(
-    BackboneDownstream backbone, HeadsDownstream heads, IOptions<GatewayOptions> options, ILogger<TrainingFlow> logger)
+    BackboneDownstream backbone, HeadsDownstream heads, DatasetStore datasets, DatasetReferences references,
+    IOptions<GatewayOptions> options, ILogger<TrainingFlow> logger)
 {
     private const int RowsPerMessage = 256;
 
@@ -19,9 +22,84 @@ public sealed partial class TrainingFlow(
         var clock = Stopwatch.StartNew();
         var (spec, examples) = await ReadAsync(requests, cancellationToken);
         LogTrainingStarted(logger, spec.Name, spec.Kind, examples.Count);
+        // A client never names a stored set itself; limits fail here, before any work.
+        spec.Dataset = "";
+        var prepared = datasets.ShouldKeep(spec) ? datasets.Prepare(spec, examples) : null;
 
         var rows = await ExtractAsync(spec, examples, progress, clock, cancellationToken);
-        var published = await TrainOnHeadsAsync(spec, rows, progress, clock, cancellationToken);
+        if (prepared is not null)
+        {
+            // Stored after the backbone accepted every image, before HeadService trains.
+            spec.Dataset = (await datasets.SaveAsync(prepared, cancellationToken)).Id;
+        }
+        HeadVersionInfo published;
+        try
+        {
+            published = await TrainOnHeadsAsync(spec, rows, progress, clock, cancellationToken);
+        }
+        catch when (prepared is not null)
+        {
+            // No version names the set (unless an earlier one trained on the very same data): release it now.
+            using var release = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            await references.ReleaseAsync([spec.Dataset], release.Token);
+            throw;
+        }
+        LogTrainingPublished(logger, published.Name, published.Version, clock.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>RetrainHead: the stored training set and spec of one version, through the backbone in use, published as a
+    /// new version under that backbone's fingerprint.</summary>
+    public async Task RetrainAsync(RetrainHeadRequest request, IServerStreamWriter<TrainProgress> progress, CancellationToken cancellationToken)
+    {
+        var clock = Stopwatch.StartNew();
+        if (string.IsNullOrWhiteSpace(request.Name))
+        {
+            throw Invalid("name is required: the name of a head (see ListHeads).");
+        }
+        if (request.Version < 0)
+        {
+            throw Invalid($"version must be 0 (the version serving now) or a version number of head '{request.Name}' (got {request.Version}).");
+        }
+        var head = await heads.GetAsync(new GetHeadRequest { Name = request.Name }, cancellationToken);
+        var source = request.Version != 0
+            ? head.Versions.FirstOrDefault(v => v.Version == request.Version) ?? throw new RpcException(new Status(StatusCode.NotFound,
+                $"head '{head.Name}' has no version {request.Version}; its versions are {string.Join(", ", head.Versions.Select(v => "v" + v.Version))}."))
+            : head.Versions.FirstOrDefault(v => v.Version == head.ActiveVersion)
+              ?? head.Versions.FirstOrDefault(v => v.Version == head.PointerVersion)
+              ?? head.Versions.LastOrDefault()
+              ?? throw new RpcException(new Status(StatusCode.NotFound, $"head '{head.Name}' has no versions."));
+        var spec = source.Spec ?? new HeadSpec();
+        if (spec.Dataset.Length == 0)
+        {
+            var why = spec is { HasKeepTrainingData: true, KeepTrainingData: false }
+                ? "it was trained with keep_training_data off, or on a gateway without a training-set store"
+                : "it was trained before training sets were kept, or from feature rows straight through HeadService";
+            throw new RpcException(new Status(StatusCode.FailedPrecondition,
+                $"head '{head.Name}' v{source.Version} is not retrainable: no training set is stored for it ({why}). " +
+                $"Train it again from its images (graft train {head.Name} --data ...); the new version keeps them, so later backbone changes need only a retrain."));
+        }
+        var manifest = datasets.Find(spec.Dataset) ?? throw new RpcException(new Status(StatusCode.FailedPrecondition,
+            $"head '{head.Name}' v{source.Version} names training set {spec.Dataset}, which is not in this gateway's training-set store " +
+            $"({(datasets.Enabled ? datasets.Root : DatasetOptions.Section + ":Path is not set")}). Train it again from its images."));
+
+        var retrain = DatasetStore.SpecOf(manifest);
+        retrain.Name = head.Name;
+        retrain.Dataset = manifest.Id;
+        retrain.KeepTrainingData = true;
+        // The stored spec names the backbone it was trained on; the retrain targets the one asked for, else the first to answer.
+        retrain.BackboneFingerprint = request.BackboneFingerprint;
+        var examples = await datasets.LoadExamplesAsync(manifest, cancellationToken);
+        LogRetrainStarted(logger, head.Name, source.Version, manifest.Id, examples.Count);
+        await progress.WriteAsync(new TrainProgress
+        {
+            Phase = TrainPhase.Extracting,
+            ImagesTotal = examples.Count,
+            Message = $"retraining {head.Name} from the training set of v{source.Version} ({examples.Count} examples, {manifest.Images} images) on the backbone in use",
+            ElapsedSeconds = clock.Elapsed.TotalSeconds,
+        }, cancellationToken);
+
+        var rows = await ExtractAsync(retrain, examples, progress, clock, cancellationToken);
+        var published = await TrainOnHeadsAsync(retrain, rows, progress, clock, cancellationToken);
         LogTrainingPublished(logger, published.Name, published.Version, clock.Elapsed.TotalSeconds);
     }
 
@@ -175,6 +253,9 @@ public sealed partial class TrainingFlow(
 
     [LoggerMessage(EventId = 4001, Level = LogLevel.Information, Message = "Training head {Name} ({Kind}) from {Count} images")]
     private static partial void LogTrainingStarted(ILogger logger, string name, HeadKind kind, int count);
+
+    [LoggerMessage(EventId = 4520, Level = LogLevel.Information, Message = "Retraining head {Name} from the training set {Dataset} of v{Version} ({Count} examples)")]
+    private static partial void LogRetrainStarted(ILogger logger, string name, int version, string dataset, int count);
 
     [LoggerMessage(EventId = 4002, Level = LogLevel.Information, Message = "Head {Name} v{Version} published after {Seconds:0.0} s")]
     private static partial void LogTrainingPublished(ILogger logger, string name, int version, double seconds);

@@ -1,3 +1,4 @@
+using Graft.Gateway.Datasets;
 using Graft.Gateway.Downstream;
 using Graft.Gateway.Flows;
 using Graft.V1;
@@ -8,7 +9,8 @@ namespace Graft.Gateway.Services;
 /// <summary>The public API. Thin: checks the request, routes it to the backbone and the heads, shapes the reply.
 /// HeadService's NOT_FOUND already names the heads that exist, so it passes through as it is.</summary>
 public sealed class GatewayService(
-    PredictionFlow prediction, TrainingFlow training, ExportFlow export, BackboneDownstream backbone, HeadsDownstream heads) : V1.Gateway.GatewayBase
+    PredictionFlow prediction, TrainingFlow training, ExportFlow export, BackboneDownstream backbone, HeadsDownstream heads,
+    DatasetStore datasets, DatasetReferences datasetReferences) : V1.Gateway.GatewayBase
 {
     public override Task<PredictReply> Predict(PredictRequest request, ServerCallContext context)
         => prediction.PredictAsync(request, context.CancellationToken);
@@ -24,7 +26,7 @@ public sealed class GatewayService(
         var fingerprint = string.IsNullOrEmpty(request.BackboneFingerprint)
             ? await backbone.CurrentFingerprintAsync(context.CancellationToken) ?? ""
             : request.BackboneFingerprint;
-        return await heads.ListAsync(new ListHeadsRequest { BackboneFingerprint = fingerprint }, context.CancellationToken);
+        return Annotate(await heads.ListAsync(new ListHeadsRequest { BackboneFingerprint = fingerprint }, context.CancellationToken));
     }
 
     public override async Task<HeadInfo> GetHead(GetHeadRequest request, ServerCallContext context)
@@ -33,14 +35,26 @@ public sealed class GatewayService(
         var fingerprint = string.IsNullOrEmpty(request.BackboneFingerprint)
             ? await backbone.CurrentFingerprintAsync(context.CancellationToken) ?? ""
             : request.BackboneFingerprint;
-        return await heads.GetAsync(new GetHeadRequest { Name = request.Name, BackboneFingerprint = fingerprint }, context.CancellationToken);
+        return Annotate(await heads.GetAsync(new GetHeadRequest { Name = request.Name, BackboneFingerprint = fingerprint }, context.CancellationToken));
     }
 
     public override async Task<DeleteHeadReply> DeleteHead(DeleteHeadRequest request, ServerCallContext context)
     {
         RequireName(request.Name);
-        return await heads.DeleteAsync(request, context.CancellationToken);
+        // The training sets of the versions about to go: released once the delete succeeded (if no other version names them).
+        var before = datasets.Enabled ? await heads.GetAsync(new GetHeadRequest { Name = request.Name }, context.CancellationToken) : null;
+        var reply = await heads.DeleteAsync(request, context.CancellationToken);
+        if (before is not null)
+        {
+            var deleted = reply.DeletedVersions.ToHashSet();
+            await datasetReferences.ReleaseAsync(
+                before.Versions.Where(v => deleted.Contains(v.Version)).Select(v => v.Spec?.Dataset ?? ""), CancellationToken.None);
+        }
+        return reply;
     }
+
+    public override Task RetrainHead(RetrainHeadRequest request, IServerStreamWriter<TrainProgress> responseStream, ServerCallContext context)
+        => training.RetrainAsync(request, responseStream, context.CancellationToken);
 
     public override async Task<HeadInfo> ActivateHead(ActivateVersionRequest request, ServerCallContext context)
     {
@@ -56,7 +70,7 @@ public sealed class GatewayService(
     {
         var info = await backbone.DescribeAsync(context.CancellationToken);
         var list = await heads.ListAsync(new ListHeadsRequest { BackboneFingerprint = info.Fingerprint }, context.CancellationToken);
-        return new DescribeReply { Backbone = info, Heads = { list.Heads } };
+        return new DescribeReply { Backbone = info, Heads = { Annotate(list).Heads } };
     }
 
     public override async Task<HeadInfo> SetHeadSplit(HeadSplitRequest request, ServerCallContext context)
@@ -79,6 +93,24 @@ public sealed class GatewayService(
 
     public override Task ExportHead(ExportHeadRequest request, IServerStreamWriter<ExportHeadChunk> responseStream, ServerCallContext context)
         => export.ExportAsync(request, responseStream, context.CancellationToken);
+
+    private ListHeadsReply Annotate(ListHeadsReply reply)
+    {
+        foreach (var head in reply.Heads)
+        {
+            Annotate(head);
+        }
+        return reply;
+    }
+
+    private HeadInfo Annotate(HeadInfo head)
+    {
+        foreach (var version in head.Versions)
+        {
+            datasets.Annotate(version);
+        }
+        return head;
+    }
 
     private static void RequireName(string name)
     {

@@ -36,6 +36,11 @@ public sealed record HeadManifest
     public required string WeightsSha256 { get; init; }
     public long WeightsBytes { get; init; }
     public long ParameterCount { get; init; }
+    /// <summary>The Gateway's id of the stored training set (<c>HeadSpec.dataset</c>); empty when none was kept.</summary>
+    public string Dataset { get; init; } = "";
+    /// <summary><c>HeadSpec.keep_training_data</c> as the Gateway resolved it; null when it did not say (trained from
+    /// features, or before training sets were kept).</summary>
+    public bool? KeepTrainingData { get; init; }
 
     private static readonly JsonSerializerOptions Json = new()
     {

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Graft.ServiceDefaults;
 
 namespace Graft.Heads.Registry;
 

@@ -66,7 +66,12 @@ internal static class ProtoMapping
             Name = m.Name, Kind = info.Kind, BackboneFingerprint = m.BackboneFingerprint, Description = m.Description,
             Epochs = h.Epochs, LearningRate = h.LearningRate, BatchSize = h.BatchSize, WeightDecay = h.WeightDecay,
             ValidationFraction = h.ValidationFraction, Patience = h.Patience, Seed = h.Seed, Dropout = h.Dropout,
+            Dataset = m.Dataset,
         };
+        if (m.KeepTrainingData is { } keep)
+        {
+            info.Spec.KeepTrainingData = keep;
+        }
         if (h.HiddenSpecified)
         {
             info.Spec.Hidden = new HiddenLayers();

@@ -177,6 +177,8 @@ public sealed class HeadTrainer(IOptions<HeadOptions> options)
             TargetStd = targetStd,
             Hyperparameters = h,
             Description = settings.Description,
+            Dataset = settings.Dataset,
+            KeepTrainingData = settings.KeepTrainingData,
             Metrics = metrics,
             Created = DateTimeOffset.UtcNow,
             WeightsSha256 = new string('0', 64),

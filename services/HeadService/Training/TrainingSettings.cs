@@ -7,6 +7,12 @@ namespace Graft.Heads.Training;
 public sealed record TrainingSettings(
     string Name, HeadKind Kind, string BackboneFingerprint, string Description, HeadHyperparameters Hyperparameters)
 {
+    /// <summary>The Gateway's training-set id (<c>HeadSpec.dataset</c>), stored with the version as it is.</summary>
+    public string Dataset { get; init; } = "";
+
+    /// <summary><c>HeadSpec.keep_training_data</c> when the Gateway set it.</summary>
+    public bool? KeepTrainingData { get; init; }
+
     public const int MaxHiddenLayers = 8;
     public const int MaxHiddenSize = 65_536;
     public const int MaxBatchSize = 65_536;
@@ -31,6 +37,10 @@ public sealed record TrainingSettings(
         if (spec.BackboneFingerprint.Length > MaxFingerprintLength)
         {
             throw HeadException.Invalid($"spec.backbone_fingerprint is longer than {MaxFingerprintLength} characters.");
+        }
+        if (spec.Dataset.Length > 0 && (spec.Dataset.Length != 64 || !spec.Dataset.All(char.IsAsciiHexDigitLower)))
+        {
+            throw HeadException.Invalid("spec.dataset must be empty or a training-set id from the Gateway (64 lower-case hex digits).");
         }
         if (spec.Description.Length > MaxDescriptionLength)
         {
@@ -70,7 +80,11 @@ public sealed record TrainingSettings(
             dropout = 0;
         }
         return new TrainingSettings(spec.Name, spec.Kind, spec.BackboneFingerprint, spec.Description,
-            new HeadHyperparameters(epochs, lr, batch, decay, validation, patience, seed, dropout, hidden, spec.Hidden is not null));
+            new HeadHyperparameters(epochs, lr, batch, decay, validation, patience, seed, dropout, hidden, spec.Hidden is not null))
+        {
+            Dataset = spec.Dataset,
+            KeepTrainingData = spec.HasKeepTrainingData ? spec.KeepTrainingData : null,
+        };
     }
 
     private static void Check(bool ok, string message)

@@ -7,12 +7,12 @@ using Spectre.Console;
 
 namespace Graft.Cli.Commands;
 
-/// <summary><c>graft heads list|show|delete|activate|export</c>.</summary>
+/// <summary><c>graft heads list|show|delete|activate|retrain|export</c>.</summary>
 public static class HeadsCommands
 {
     public static Command Create()
     {
-        var heads = new Command("heads", "List, inspect, delete and roll back heads.");
+        var heads = new Command("heads", "List, inspect, delete, roll back and retrain heads.");
 
         var list = new Command("list", "List every head with its active version and whether it is stale.");
         list.SetRun(async (parse, ct) =>
@@ -26,7 +26,7 @@ public static class HeadsCommands
                 return ExitCodes.Ok;
             }
             var table = new Table().Border(TableBorder.Rounded)
-                .AddColumns("head", "kind", "active", "versions", "validation metric", "trained on", "state");
+                .AddColumns("head", "kind", "active", "versions", "validation metric", "trained on", "state", "retrainable");
             foreach (var h in reply.Heads)
             {
                 var active = h.Versions.FirstOrDefault(v => v.Version == h.ActiveVersion);
@@ -37,7 +37,8 @@ public static class HeadsCommands
                     h.Versions.Count.ToString(CultureInfo.InvariantCulture),
                     active is null ? "" : Markup.Escape(Metric(active)),
                     active is null ? "" : Markup.Escape(Format.Short(active.BackboneFingerprint)),
-                    h.Stale ? "[yellow]stale (other backbone)[/]" : "[green]ready[/]");
+                    h.Stale ? "[yellow]stale (other backbone)[/]" : "[green]ready[/]",
+                    active is null ? "" : Retrainable(active));
             }
             AnsiConsole.Write(table);
             return ExitCodes.Ok;
@@ -53,7 +54,7 @@ public static class HeadsCommands
                 c => c.GetHeadAsync(new GetHeadRequest { Name = name }, session.Headers(), GatewaySession.UnaryDeadline, ct).ResponseAsync);
             AnsiConsole.MarkupLine($"[bold]{Markup.Escape(info.Name)}[/]: active v{info.ActiveVersion}{(info.Stale ? " [yellow](stale: trained on another backbone)[/]" : "")}");
             var table = new Table().Border(TableBorder.Rounded)
-                .AddColumns("version", "kind", "created (UTC)", "labels", "input dim", "epochs", "validation metric", "backbone", "size");
+                .AddColumns("version", "kind", "created (UTC)", "labels", "input dim", "epochs", "validation metric", "backbone", "size", "training set");
             foreach (var v in info.Versions)
             {
                 table.AddRow(
@@ -65,7 +66,8 @@ public static class HeadsCommands
                     (v.Metrics?.EpochsRun ?? 0).ToString(CultureInfo.InvariantCulture),
                     Markup.Escape(Metric(v)),
                     Markup.Escape(Format.Short(v.BackboneFingerprint)),
-                    $"{v.SizeBytes / 1024.0:0.0} KiB");
+                    $"{v.SizeBytes / 1024.0:0.0} KiB",
+                    Retrainable(v));
             }
             AnsiConsole.Write(table);
             if (info.Versions.FirstOrDefault(v => v.Version == info.ActiveVersion) is { } activeVersion)
@@ -104,9 +106,15 @@ public static class HeadsCommands
         heads.Subcommands.Add(show);
         heads.Subcommands.Add(delete);
         heads.Subcommands.Add(activate);
+        heads.Subcommands.Add(RetrainCommand.Create());
         heads.Subcommands.Add(ExportCommand.Create());
         return heads;
     }
+
+    /// <summary>"yes (24 images, 41.2 KiB)" when the version's training set is stored, so `heads retrain` can use it.</summary>
+    public static string Retrainable(HeadVersionInfo v) => v.Retrainable
+        ? $"[green]yes[/] ({v.DatasetExamples.ToString(CultureInfo.InvariantCulture)} examples, {(v.DatasetBytes / 1024.0).ToString("0.0", CultureInfo.InvariantCulture)} KiB)"
+        : "[yellow]not retrainable[/]";
 
     /// <summary>The headline validation metric of a version with its baseline.</summary>
     public static string Metric(HeadVersionInfo v)

@@ -14,24 +14,7 @@ public static class TrainView
     {
         if (!AnsiConsole.Profile.Capabilities.Interactive)
         {
-            var lastPhase = TrainPhase.Unspecified;
-            return await Trainer.TrainAsync(session, spec, examples, p =>
-            {
-                var phaseChanged = p.Phase != lastPhase;
-                lastPhase = p.Phase;
-                switch (p.Phase)
-                {
-                    case TrainPhase.Queued when phaseChanged:
-                        AnsiConsole.WriteLine($"  {spec.Name}: queued ({p.QueuePosition} job(s) ahead)");
-                        break;
-                    case TrainPhase.Extracting when phaseChanged || p.ImagesDone == p.ImagesTotal:
-                        AnsiConsole.WriteLine($"  {spec.Name}: extracting features {p.ImagesDone}/{p.ImagesTotal}");
-                        break;
-                    case TrainPhase.Training when phaseChanged || p.Epoch == p.EpochsTotal || p.Epoch % 10 == 0:
-                        AnsiConsole.WriteLine($"  {spec.Name}: epoch {p.Epoch}/{p.EpochsTotal} {EpochSummary(p)}");
-                        break;
-                }
-            }, ct);
+            return await Trainer.TrainAsync(session, spec, examples, Lines(spec.Name), ct);
         }
 
         TrainResult? result = null;
@@ -71,6 +54,34 @@ public static class TrainView
                 }, ct);
             });
         return result!;
+    }
+
+    /// <summary>Progress as plain lines: one per phase, the end of extraction, every tenth epoch and the last, and every
+    /// message the Gateway explains a decision with.</summary>
+    public static Action<TrainProgress> Lines(string head)
+    {
+        var lastPhase = TrainPhase.Unspecified;
+        return p =>
+        {
+            var phaseChanged = p.Phase != lastPhase;
+            lastPhase = p.Phase;
+            if (p.Message is { Length: > 0 } message)
+            {
+                AnsiConsole.WriteLine($"  {head}: {message}");
+            }
+            switch (p.Phase)
+            {
+                case TrainPhase.Queued when phaseChanged:
+                    AnsiConsole.WriteLine($"  {head}: queued ({p.QueuePosition} job(s) ahead)");
+                    break;
+                case TrainPhase.Extracting when phaseChanged || p.ImagesDone == p.ImagesTotal:
+                    AnsiConsole.WriteLine($"  {head}: extracting features {p.ImagesDone}/{p.ImagesTotal}");
+                    break;
+                case TrainPhase.Training when phaseChanged || p.Epoch == p.EpochsTotal || p.Epoch % 10 == 0:
+                    AnsiConsole.WriteLine($"  {head}: epoch {p.Epoch}/{p.EpochsTotal} {EpochSummary(p)}");
+                    break;
+            }
+        };
     }
 
     private static string EpochSummary(TrainProgress p)

@@ -11,7 +11,7 @@ public sealed class StackSettings
 {
     public int BasePort { get; init; } = PortPlan.DefaultBase;
 
-    /// <summary>Registry (heads/), logs (logs/), the admin token file and the state file (stack.json) live here.</summary>
+    /// <summary>Registry (heads/), training sets (datasets/), logs (logs/), the admin token file and the state file (stack.json) live here.</summary>
     public string DataDirectory { get; init; } = "data";
 
     /// <summary>Where the service logs go; null: <c>&lt;data-dir&gt;/logs</c>.</summary>
@@ -119,7 +119,10 @@ public sealed class LocalStack : IAsyncDisposable
                     ? new Dictionary<string, string>()
                     : new Dictionary<string, string> { ["Graft__Backbone__QuantizedCacheDirectory"] = Path.Combine(data, "backbone", "quantized") },
                 [GraftService.Heads] = new Dictionary<string, string> { ["Graft__Heads__RegistryPath"] = Path.Combine(data, "heads") },
-                [GraftService.Gateway] = new Dictionary<string, string> { ["Graft__Gateway__AdminToken"] = token },
+                // Training sets sit beside the registry, on the same disk (RetrainHead reads them back).
+                [GraftService.Gateway] = Environment.GetEnvironmentVariable("Graft__Gateway__Datasets__Path") is { Length: > 0 }
+                    ? new Dictionary<string, string> { ["Graft__Gateway__AdminToken"] = token }
+                    : new Dictionary<string, string> { ["Graft__Gateway__AdminToken"] = token, ["Graft__Gateway__Datasets__Path"] = Path.Combine(data, "datasets") },
             },
         });
         var supervisor = new Supervisor(group.Services, settings.Restarts, status, warn);

@@ -1,9 +1,9 @@
 using System.Runtime.InteropServices;
 
-namespace Graft.Heads.Registry;
+namespace Graft.ServiceDefaults;
 
 /// <summary>Crash-safe file primitives: data reaches the disk before a rename makes it visible.</summary>
-internal static partial class Durable
+public static partial class Durable
 {
     private const int ORdOnly = 0;
     private const int ODirectory = 0x10000;
