@@ -69,6 +69,12 @@ public sealed class GatewayOptions : IValidatableObject
     [Range(1024, long.MaxValue)]
     public long MaxTrainBytes { get; set; } = 2L << 30;
 
+    /// <summary>During a rolling upgrade, backbone replicas of several fingerprints share one address: how many times an
+    /// Extract is asked again (a replica of another fingerprint refuses at once, before any work) to reach a replica of the
+    /// fingerprint a training job is pinned to, or that a requested head is ready for.</summary>
+    [Range(1, 1000)]
+    public int FingerprintAttempts { get; set; } = 32;
+
     /// <summary>Extract calls in flight at once while a head trains (lets the backbone fill its batches).</summary>
     [Range(1, 256)]
     public int ExtractConcurrency { get; set; } = 16;

@@ -20,6 +20,7 @@ public static class HeadServiceCollectionExtensions
         services.AddSingleton<HeadRegistry>();
         services.AddHostedService<RegistryWatcher>();
         services.AddSingleton<HeadCache>();
+        services.AddSingleton<VersionTraffic>();
         services.AddSingleton<HeadInference>();
         services.AddSingleton<HeadTrainer>();
         services.AddSingleton<TrainingScheduler>();

@@ -13,6 +13,9 @@ public sealed class HeadsTelemetry
     private readonly Counter<long> _jobs;
     private readonly Histogram<double> _trainingSeconds;
     private readonly Counter<long> _loads;
+    private readonly Counter<long> _versionRequests;
+    private readonly Histogram<double> _versionSeconds;
+    private readonly Counter<long> _shadowComparisons;
     private readonly Counter<long> _loadFailures;
     private int _queued;
     private int _running;
@@ -23,6 +26,9 @@ public sealed class HeadsTelemetry
         _predictions = _meter.CreateCounter<long>("graft.heads.predictions", description: "Head outputs computed, by head kind.");
         _jobs = _meter.CreateCounter<long>("graft.heads.training.jobs", description: "Training jobs finished, by kind and outcome (published, cancelled, failed, rejected).");
         _trainingSeconds = _meter.CreateHistogram<double>("graft.heads.training.duration", unit: "s", description: "Training time of published heads.");
+        _versionRequests = _meter.CreateCounter<long>("graft.heads.version.requests", description: "Answers computed per head version and role (active, canary, shadow).");
+        _versionSeconds = _meter.CreateHistogram<double>("graft.heads.version.duration", unit: "s", description: "Time to compute one answer, per head version and role.");
+        _shadowComparisons = _meter.CreateCounter<long>("graft.heads.shadow.comparisons", description: "Shadow answers compared with the active version's, by whether they agreed.");
         _loads = _meter.CreateCounter<long>("graft.heads.loads", description: "Head versions loaded into memory.");
         _loadFailures = _meter.CreateCounter<long>("graft.heads.load_failures", description: "Head versions that failed to load (corrupt or truncated) and were skipped.");
         _meter.CreateObservableGauge("graft.heads.training.queued", () => Volatile.Read(ref _queued), description: "Training jobs waiting for a slot.");
@@ -39,6 +45,18 @@ public sealed class HeadsTelemetry
             _trainingSeconds.Record(seconds, new TagList { { "kind", kind } });
         }
     }
+
+    /// <summary>One answer of one head version in a role (active, canary, shadow).</summary>
+    public void VersionAnswered(string head, int version, string role, double seconds)
+    {
+        var tags = new TagList { { "head", head }, { "version", version }, { "role", role } };
+        _versionRequests.Add(1, tags);
+        _versionSeconds.Record(seconds, tags);
+    }
+
+    /// <summary>One shadow answer compared with the active version's.</summary>
+    public void ShadowCompared(string head, int version, bool agreed)
+        => _shadowComparisons.Add(1, new TagList { { "head", head }, { "version", version }, { "agreed", agreed ? "true" : "false" } });
 
     public void HeadLoaded() => _loads.Add(1);
 

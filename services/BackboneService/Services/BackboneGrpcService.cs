@@ -14,6 +14,12 @@ public sealed class BackboneGrpcService(FeatureExtractor extractor) : V1.Backbon
 {
     public override async Task<ExtractReply> Extract(ExtractRequest request, ServerCallContext context)
     {
+        if (request.RequiredFingerprint.Length > 0 && request.RequiredFingerprint != extractor.Fingerprint)
+        {
+            // Checked before any work: during a rolling upgrade the caller asks again and the balancer picks another replica.
+            throw new RpcException(new Status(StatusCode.FailedPrecondition,
+                $"This backbone replica serves fingerprint '{extractor.Fingerprint}', not the required '{request.RequiredFingerprint}'; ask another replica."));
+        }
         try
         {
             return await ExtractOneAsync(request, context.CancellationToken);

@@ -19,6 +19,9 @@ public sealed partial class BearerTokenInterceptor : Interceptor
         $"/{V1.Gateway.Descriptor.FullName}/{nameof(V1.Gateway.GatewayBase.DeleteHead)}",
         $"/{V1.Gateway.Descriptor.FullName}/{nameof(V1.Gateway.GatewayBase.ActivateHead)}",
         $"/{V1.Gateway.Descriptor.FullName}/{nameof(V1.Gateway.GatewayBase.ExportHead)}",
+        $"/{V1.Gateway.Descriptor.FullName}/{nameof(V1.Gateway.GatewayBase.SetHeadSplit)}",
+        $"/{V1.Gateway.Descriptor.FullName}/{nameof(V1.Gateway.GatewayBase.PromoteHead)}",
+        $"/{V1.Gateway.Descriptor.FullName}/{nameof(V1.Gateway.GatewayBase.AbortHeadSplit)}",
     };
 
     private readonly byte[]? _adminDigest;

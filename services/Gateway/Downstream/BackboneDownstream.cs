@@ -67,6 +67,41 @@ public sealed class BackboneDownstream(
                 $"The backbone's tail from '{cutPoint}' arrived incomplete ({received} of {Math.Max(0, announced)} bytes); train again."));
         }
         _invoker.Record("GetTail", StatusCode.OK, System.Diagnostics.Stopwatch.GetElapsedTime(started));
+    /// <summary>Extract from a replica serving <paramref name="fingerprint"/>. Behind a balancer the call lands on any
+    /// replica; one of another fingerprint refuses at once (ExtractRequest.required_fingerprint) and the call is made again,
+    /// at most <paramref name="attempts"/> times. FAILED_PRECONDITION when no replica of that fingerprint answered.</summary>
+    public Task<ExtractReply> ExtractFromAsync(ByteString image, string fingerprint, int attempts, CancellationToken cancellationToken)
+        => ExtractFromAsync(image, [], null, fingerprint, attempts, cancellationToken);
+
+    /// <inheritdoc cref="ExtractFromAsync(ByteString, string, int, CancellationToken)"/>
+    public async Task<ExtractReply> ExtractFromAsync(
+        ByteString image, IReadOnlyCollection<string> cutPoints, Augmentation? augmentation, string fingerprint, int attempts, CancellationToken cancellationToken)
+    {
+        var request = new ExtractRequest { Image = image, CutPoints = { cutPoints }, RequiredFingerprint = fingerprint };
+        if (augmentation is not null)
+        {
+            request.Augmentation = augmentation;
+        }
+        for (var attempt = 1; attempt <= attempts; attempt++)
+        {
+            try
+            {
+                var reply = await _invoker.IdempotentAsync("Extract", o => client.ExtractAsync(request, o), cancellationToken);
+                identity.Observe(reply.Fingerprint);
+                if (reply.Fingerprint == fingerprint)
+                {
+                    return reply;
+                }
+                // Otherwise a backbone too old to know required_fingerprint answered anyway: ask again.
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.FailedPrecondition)
+            {
+                // A replica of another fingerprint refused before doing any work: ask again.
+            }
+        }
+        throw new RpcException(new Status(StatusCode.FailedPrecondition,
+            $"No backbone replica serving fingerprint '{fingerprint}' answered in {attempts} attempts (Graft:Gateway:FingerprintAttempts); " +
+            "every replica asked serves another backbone. Start a replica of that backbone, or train against the backbone now serving."));
     }
 
     public async Task<BackboneInfo> DescribeAsync(CancellationToken cancellationToken)

@@ -27,6 +27,15 @@ public sealed class HeadsDownstream(
     public Task<HeadInfo> ActivateAsync(ActivateVersionRequest request, CancellationToken cancellationToken)
         => _invoker.OnceAsync("ActivateVersion", o => client.ActivateVersionAsync(request, o), cancellationToken);
 
+    public Task<HeadInfo> SetSplitAsync(HeadSplitRequest request, CancellationToken cancellationToken)
+        => _invoker.OnceAsync("SetTrafficSplit", o => client.SetTrafficSplitAsync(request, o), cancellationToken);
+
+    public Task<HeadInfo> PromoteAsync(HeadSplitActionRequest request, CancellationToken cancellationToken)
+        => _invoker.OnceAsync("PromoteCandidate", o => client.PromoteCandidateAsync(request, o), cancellationToken);
+
+    public Task<HeadInfo> AbortSplitAsync(HeadSplitActionRequest request, CancellationToken cancellationToken)
+        => _invoker.OnceAsync("AbortSplit", o => client.AbortSplitAsync(request, o), cancellationToken);
+
     /// <summary>Downloads one head version for export (ExportVersion): its description, then its weight tensors
     /// reassembled by name. One attempt.</summary>
     public async Task<Export.HeadParameters> ExportVersionAsync(ExportVersionRequest request, CancellationToken cancellationToken)

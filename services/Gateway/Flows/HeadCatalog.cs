@@ -18,7 +18,9 @@ public sealed class HeadCatalog(HeadsDownstream heads, IOptions<GatewayOptions> 
     /// <summary>An active head as Predict needs to know it.</summary>
     public sealed record Entry(string Name, int Version, string CutPoint, string Fingerprint);
 
-    private sealed record Snapshot(IReadOnlyDictionary<string, Entry> Heads, long LoadedAt, int Generation);
+    /// <summary>Every version a head may answer with (the one serving each backbone, and a canary or shadow candidate),
+    /// by head name.</summary>
+    private sealed record Snapshot(IReadOnlyDictionary<string, IReadOnlyList<Entry>> Heads, long LoadedAt, int Generation);
 
     /// <summary>Forgets what is known; the next Predict asks HeadService again.</summary>
     public void Invalidate() => Interlocked.Increment(ref _generation);
@@ -31,8 +33,8 @@ public sealed class HeadCatalog(HeadsDownstream heads, IOptions<GatewayOptions> 
     {
         var snapshot = await CurrentAsync(cancellationToken);
         var wanted = names.Count == 0
-            ? snapshot.Heads.Values
-            : names.Select(n => snapshot.Heads.GetValueOrDefault(n)).OfType<Entry>();
+            ? snapshot.Heads.Values.SelectMany(e => e)
+            : names.SelectMany(n => snapshot.Heads.GetValueOrDefault(n) ?? []);
         return wanted
             .Where(e => e.CutPoint.Length > 0 && (fingerprint is null || e.Fingerprint == fingerprint))
             .Select(e => e.CutPoint)
@@ -65,18 +67,23 @@ public sealed class HeadCatalog(HeadsDownstream heads, IOptions<GatewayOptions> 
             {
                 // HeadService unreachable: go on with what was last known (or nothing) and do not ask again before the TTL,
                 // so an outage costs one ListHeads per TTL, not one per Predict; HeadService's Predict fails in its own words.
-                var fallback = new Snapshot(_snapshot?.Heads ?? new Dictionary<string, Entry>(), started, generation);
+                var fallback = new Snapshot(_snapshot?.Heads ?? new Dictionary<string, IReadOnlyList<Entry>>(), started, generation);
                 _snapshot = fallback;
                 return fallback;
             }
-            var entries = new Dictionary<string, Entry>(StringComparer.Ordinal);
+            var entries = new Dictionary<string, IReadOnlyList<Entry>>(StringComparer.Ordinal);
             foreach (var head in list.Heads)
             {
-                var active = head.Versions.FirstOrDefault(v => v.Version == head.ActiveVersion);
-                if (active is not null)
+                // A head answers with the version serving the features' backbone (one per backbone during an upgrade),
+                // or with a canary/shadow candidate: the backbone is asked for the cut points of all of them.
+                var serving = head.Backbones.Select(b => b.ServingVersion).Append(head.ActiveVersion);
+                if (head.Split is { CandidateVersion: > 0 } split)
                 {
-                    entries[head.Name] = new Entry(head.Name, active.Version, active.CutPoint, active.BackboneFingerprint);
+                    serving = serving.Append(split.CandidateVersion);
                 }
+                var versions = serving.Where(v => v > 0).ToHashSet();
+                entries[head.Name] = head.Versions.Where(v => versions.Contains(v.Version))
+                    .Select(v => new Entry(head.Name, v.Version, v.CutPoint, v.BackboneFingerprint)).ToList();
             }
             var snapshot = new Snapshot(entries, started, generation);
             _snapshot = snapshot;

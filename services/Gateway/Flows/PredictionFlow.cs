@@ -31,11 +31,15 @@ public sealed class PredictionFlow(
 
         var fingerprint = await backbone.CurrentFingerprintAsync(cancellationToken);
         var cutPoints = await catalog.CutPointsAsync(request.Heads, fingerprint, cancellationToken);
-        var features = await backbone.ExtractAsync(request.Image, cutPoints, null, cancellationToken);
+        // Cut points are those of the backbone last seen: behind replicas of two backbones, ask one of that backbone.
+        var features = cutPoints.Count > 0 && fingerprint is not null
+            ? await backbone.ExtractFromAsync(request.Image, cutPoints, null, fingerprint, options.Value.FingerprintAttempts, cancellationToken)
+            : await backbone.ExtractAsync(request.Image, cutPoints, null, cancellationToken);
+        var reportUnready = request.Heads.Count > 0;
         HeadPredictReply outputs;
         try
         {
-            outputs = await heads.PredictAsync(HeadRequest(request, features), cancellationToken);
+            outputs = await heads.PredictAsync(HeadRequest(request, features, reportUnready), cancellationToken);
         }
         catch (RpcException e) when (e.StatusCode == StatusCode.FailedPrecondition)
         {
@@ -47,8 +51,17 @@ public sealed class PredictionFlow(
             {
                 throw;
             }
-            features = await backbone.ExtractAsync(request.Image, refreshed, null, cancellationToken);
-            outputs = await heads.PredictAsync(HeadRequest(request, features), cancellationToken);
+            features = await backbone.ExtractFromAsync(request.Image, refreshed, null, features.Fingerprint, options.Value.FingerprintAttempts, cancellationToken);
+            outputs = await heads.PredictAsync(HeadRequest(request, features, reportUnready), cancellationToken);
+        }
+        if (outputs.Unready.Count > 0)
+        {
+            // A rolling upgrade: these features come from a backbone a requested head has no version for yet. Fetch them
+            // from a replica of a backbone every requested head is ready for, and answer with the matching versions.
+            var target = CommonFingerprint(outputs.Unready, features.Fingerprint);
+            var targetCuts = await catalog.CutPointsAsync(request.Heads, target, cancellationToken);
+            features = await backbone.ExtractFromAsync(request.Image, targetCuts, null, target, options.Value.FingerprintAttempts, cancellationToken);
+            outputs = await heads.PredictAsync(HeadRequest(request, features, reportUnready: false), cancellationToken);
         }
 
         var results = request.Heads.Count == 0
@@ -57,21 +70,42 @@ public sealed class PredictionFlow(
         return new PredictReply { BackboneFingerprint = features.Fingerprint, CacheHit = features.CacheHit, Results = { results } };
     }
 
-    private static HeadPredictRequest HeadRequest(PredictRequest request, ExtractReply features) => new()
+    private static HeadPredictRequest HeadRequest(PredictRequest request, ExtractReply features, bool reportUnready) => new()
     {
         Features = { features.Features },
         BackboneFingerprint = features.Fingerprint,
         Heads = { request.Heads },
         TopK = request.TopK == 0 ? DefaultTopK : request.TopK,
         CutFeatures = { features.CutFeatures },
+        RequestId = request.RequestId,
+        ReportUnready = reportUnready,
     };
+
+    /// <summary>A fingerprint every unready head is ready for (the heads that were ready are ready for the one the
+    /// features came from, and HeadService says so again on the second call). FAILED_PRECONDITION when there is none.</summary>
+    private static string CommonFingerprint(IReadOnlyList<HeadUnready> unready, string served)
+    {
+        var common = unready.Select(u => (IEnumerable<string>)u.ReadyFingerprints).Aggregate((a, b) => a.Intersect(b, StringComparer.Ordinal)).Order(StringComparer.Ordinal).ToList();
+        return common.FirstOrDefault() ?? throw new RpcException(new Status(StatusCode.FailedPrecondition, unready.Count == 1
+            ? $"Head '{unready[0].Head}' has no version for the backbone in use ('{served}'); it is ready for {Ready(unready[0])}. Retrain it on the current backbone."
+            : $"The requested heads have no backbone in common: {string.Join("; ", unready.Select(u => $"'{u.Head}' is ready for {Ready(u)}"))}, and the backbone in use is '{served}'. Retrain them on the current backbone."));
+
+        static string Ready(HeadUnready u) => u.ReadyFingerprints.Count == 0 ? "no backbone" : string.Join(", ", u.ReadyFingerprints.Select(f => $"'{f}'"));
+    }
 
     /// <summary>Runs a few items at once but writes the replies in request order; a failed item becomes an item-level error.</summary>
     public Task PredictStreamAsync(IAsyncStreamReader<PredictStreamRequest> requests, IServerStreamWriter<PredictStreamReply> replies, CancellationToken cancellationToken)
         => OrderedStreamPipeline.RunAsync(requests, replies, options.Value.PredictStreamConcurrency,
-            async (item, token) => new PredictStreamReply { Id = item.Id, Reply = await PredictAsync(item.Request ?? new PredictRequest(), token) },
+            async (item, token) => new PredictStreamReply { Id = item.Id, Reply = await PredictAsync(WithRequestId(item), token) },
             (item, e) => e is RpcException { StatusCode: not (StatusCode.Cancelled or StatusCode.DeadlineExceeded) } failed
                 ? new PredictStreamReply { Id = item.Id, ErrorCode = (int)failed.StatusCode, ErrorMessage = failed.Status.Detail }
                 : null,
             cancellationToken);
+
+    /// <summary>The stream item's id is its request id unless the request names one, so a canary split is stable per item.</summary>
+    private static PredictRequest WithRequestId(PredictStreamRequest item)
+    {
+        var request = item.Request ?? new PredictRequest();
+        return request.RequestId.Length > 0 || item.Id.Length == 0 ? request : new PredictRequest(request) { RequestId = item.Id };
+    }
 }

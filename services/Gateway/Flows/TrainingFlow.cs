@@ -71,6 +71,8 @@ public sealed partial class TrainingFlow(
         retrain.Name = head.Name;
         retrain.Dataset = manifest.Id;
         retrain.KeepTrainingData = true;
+        // The stored spec names the backbone it was trained on; the retrain targets the one asked for, else the first to answer.
+        retrain.BackboneFingerprint = request.BackboneFingerprint;
         var examples = await datasets.LoadExamplesAsync(manifest, cancellationToken);
         LogRetrainStarted(logger, head.Name, source.Version, manifest.Id, examples.Count);
         await progress.WriteAsync(new TrainProgress
@@ -90,12 +92,7 @@ public sealed partial class TrainingFlow(
         HeadSpec spec, List<LabelledImage> examples, PreparedDataset? prepared, IServerStreamWriter<TrainProgress> progress, Stopwatch clock,
         CancellationToken cancellationToken)
     {
-        var info = await backbone.DescribeAsync(cancellationToken);
-        if (!string.IsNullOrEmpty(spec.BackboneFingerprint) && spec.BackboneFingerprint != info.Fingerprint)
-        {
-            throw new RpcException(new Status(StatusCode.FailedPrecondition,
-                $"spec.backbone_fingerprint is '{spec.BackboneFingerprint}' but the backbone in use is '{info.Fingerprint}'; leave it empty to use the current backbone."));
-        }
+        var info = await DescribeTargetAsync(spec.BackboneFingerprint, cancellationToken);
         var plan = DepthRule.Resolve(spec, examples, info, options.Value);
         spec.BackboneFingerprint = info.Fingerprint;
         spec.Depth = plan.Depth;
@@ -237,17 +234,34 @@ public sealed partial class TrainingFlow(
         };
     }
 
+    /// <summary>One training set never mixes features of two backbones: the job is pinned to the backbone the spec names
+    /// (a retrain during a rolling upgrade names the new one), else to the one that describes itself first. Behind a
+    /// balancer of replicas with different backbones, Describe is asked again until a replica of the target answers.</summary>
+    private async Task<BackboneInfo> DescribeTargetAsync(string target, CancellationToken cancellationToken)
+    {
+        var attempts = Math.Max(1, options.Value.FingerprintAttempts);
+        BackboneInfo? info = null;
+        for (var attempt = 0; attempt < attempts; attempt++)
+        {
+            info = await backbone.DescribeAsync(cancellationToken);
+            if (string.IsNullOrEmpty(target) || info.Fingerprint == target)
+            {
+                return info;
+            }
+        }
+        throw new RpcException(new Status(StatusCode.FailedPrecondition,
+            $"spec.backbone_fingerprint is '{target}' but no backbone replica serving it answered in {attempts} attempts " +
+            $"({GatewayOptions.Section}:FingerprintAttempts; the last one serves '{info!.Fingerprint}'). Leave it empty to use the backbone in use, " +
+            "or start a replica of that backbone."));
+    }
+
     /// <summary>After the spec: the tail's pieces (fine-tuning depths) as they arrive from the backbone, then the rows,
     /// batch by batch as the backbone produces them. Each image's views are consecutive and share its source id.</summary>
     private async Task SendBodyAsync(Job job, Func<TrainHeadRowsRequest, Task> write, CancellationToken cancellationToken)
     {
         if (job.Plan.CutPoint is { } cut)
         {
-            await foreach (var piece in backbone.GetTailAsync(cut.Name, cancellationToken))
-            {
-                CheckFingerprint(job, piece.Fingerprint);
-                await write(new TrainHeadRowsRequest { Tail = piece });
-            }
+            await SendTailAsync(job, cut.Name, write, cancellationToken);
         }
 
         var runs = job.Runs;
@@ -263,7 +277,7 @@ public sealed partial class TrainingFlow(
             var count = Math.Min(concurrency, runs - start);
             // Concurrent Extract calls let the backbone batch them; its cache makes a repeated image (or view) free.
             var replies = await Task.WhenAll(Enumerable.Range(start, count).Select(run =>
-                ExtractOneAsync(job.Examples[run / job.Views], run / job.Views + 1, cutPoints, View(run % job.Views, seed), cancellationToken)));
+                ExtractOneAsync(job.Examples[run / job.Views], run / job.Views + 1, cutPoints, View(run % job.Views, seed), job.Fingerprint, cancellationToken)));
             for (var k = 0; k < count; k++)
             {
                 var run = start + k;
@@ -324,6 +338,32 @@ public sealed partial class TrainingFlow(
         return row;
     }
 
+    /// <summary>The tail's pieces as they arrive, from a replica of the job's backbone: a stream that starts with another
+    /// backbone's tail (a mixed rollout behind a balancer) is dropped before anything is sent, and asked for again.</summary>
+    private async Task SendTailAsync(Job job, string cutPoint, Func<TrainHeadRowsRequest, Task> write, CancellationToken cancellationToken)
+    {
+        var attempts = Math.Max(1, options.Value.FingerprintAttempts);
+        for (var attempt = 1; ; attempt++)
+        {
+            await using var pieces = backbone.GetTailAsync(cutPoint, cancellationToken).GetAsyncEnumerator(cancellationToken);
+            if (!await pieces.MoveNextAsync())
+            {
+                throw new RpcException(new Status(StatusCode.Unavailable, $"The backbone sent no tail for '{cutPoint}'; train again."));
+            }
+            if (pieces.Current.Fingerprint != job.Fingerprint && attempt < attempts)
+            {
+                continue;
+            }
+            do
+            {
+                CheckFingerprint(job, pieces.Current.Fingerprint);
+                await write(new TrainHeadRowsRequest { Tail = pieces.Current });
+            }
+            while (await pieces.MoveNextAsync());
+            return;
+        }
+    }
+
     private static void CheckFingerprint(Job job, string fingerprint)
     {
         if (fingerprint != job.Fingerprint)
@@ -334,11 +374,12 @@ public sealed partial class TrainingFlow(
     }
 
     private async Task<ExtractReply> ExtractOneAsync(
-        LabelledImage example, int number, IReadOnlyCollection<string> cutPoints, Augmentation? view, CancellationToken cancellationToken)
+        LabelledImage example, int number, IReadOnlyCollection<string> cutPoints, Augmentation? view, string fingerprint, CancellationToken cancellationToken)
     {
         try
         {
-            return await backbone.ExtractAsync(example.Image, cutPoints, view, cancellationToken);
+            // A replica of another backbone refuses at once (required_fingerprint) and the Extract is asked again, boundedly.
+            return await backbone.ExtractFromAsync(example.Image, cutPoints, view, fingerprint, options.Value.FingerprintAttempts, cancellationToken);
         }
         catch (RpcException e) when (e.StatusCode == StatusCode.InvalidArgument)
         {

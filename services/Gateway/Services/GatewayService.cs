@@ -87,6 +87,24 @@ public sealed class GatewayService(
         return new DescribeReply { Backbone = info, Heads = { Annotate(list).Heads } };
     }
 
+    public override async Task<HeadInfo> SetHeadSplit(HeadSplitRequest request, ServerCallContext context)
+    {
+        RequireName(request.Name);
+        return await heads.SetSplitAsync(request, context.CancellationToken);
+    }
+
+    public override async Task<HeadInfo> PromoteHead(HeadSplitActionRequest request, ServerCallContext context)
+    {
+        RequireName(request.Name);
+        return await heads.PromoteAsync(request, context.CancellationToken);
+    }
+
+    public override async Task<HeadInfo> AbortHeadSplit(HeadSplitActionRequest request, ServerCallContext context)
+    {
+        RequireName(request.Name);
+        return await heads.AbortSplitAsync(request, context.CancellationToken);
+    }
+
     public override Task ExportHead(ExportHeadRequest request, IServerStreamWriter<ExportHeadChunk> responseStream, ServerCallContext context)
         => export.ExportAsync(request, responseStream, context.CancellationToken);
 

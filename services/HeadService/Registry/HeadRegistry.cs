@@ -71,6 +71,8 @@ public sealed partial class HeadRegistry
         }
         var headDir = Path.Combine(Root, draft.Name);
         Directory.CreateDirectory(headDir);
+        // What serves before this version exists (a head without serving.json: its legacy pointer's version).
+        var before = Rescan().Heads.GetValueOrDefault(draft.Name);
         var sha = Convert.ToHexStringLower(SHA256.HashData(weights));
         var temp = Path.Combine(headDir, RegistryPaths.TempPrefix + Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(temp);
@@ -109,7 +111,7 @@ public sealed partial class HeadRegistry
                 Durable.FsyncDirectory(headDir);
                 if (activate)
                 {
-                    RegistryPaths.WritePointer(headDir, version);
+                    SetActive(headDir, before, manifest.BackboneFingerprint, version);
                 }
                 LogPublished(_logger, draft.Name, version, weights.Length);
                 Rescan();
@@ -142,8 +144,8 @@ public sealed partial class HeadRegistry
         {
             throw new HeadException(HeadErrorKind.FailedPrecondition, $"Head '{name}' version {version} cannot be activated: {e.Message}");
         }
-        RegistryPaths.WritePointer(Path.Combine(Root, name), version);
-        LogActivated(_logger, name, version);
+        SetActive(Path.Combine(Root, name), head, entry.Manifest!.BackboneFingerprint, version);
+        LogActivated(_logger, name, version, entry.Manifest.BackboneFingerprint);
         Rescan();
         return RequireHead(name);
     }
@@ -166,10 +168,11 @@ public sealed partial class HeadRegistry
         else
         {
             var entry = head.Find(version) ?? throw NoSuchVersion(head, version);
-            if (entry.Version == head.DesiredVersion)
+            if (head.IsInUse(entry.Version))
             {
-                throw new HeadException(HeadErrorKind.FailedPrecondition,
-                    $"Version {version} of head '{name}' is the active one; activate another version first, or delete the whole head with version 0.");
+                throw new HeadException(HeadErrorKind.FailedPrecondition, head.Serving?.Split?.Version == version
+                    ? $"Version {version} of head '{name}' is the candidate of its {head.Serving.Split.Mode.ToString().ToLowerInvariant()} split; abort or promote the split first."
+                    : $"Version {version} of head '{name}' is the active one for a backbone; activate another version first, or delete the whole head with version 0.");
             }
             removed = [version];
             doomed = Path.Combine(headDir, RegistryPaths.DeletedPrefix + RegistryPaths.VersionDirectoryName(version) + "-" + Guid.NewGuid().ToString("N"));
@@ -181,6 +184,82 @@ public sealed partial class HeadRegistry
         Rescan();
         return removed;
     }
+
+    /// <summary>Sets a canary or shadow split: <paramref name="version"/> is the candidate against the version active for
+    /// its backbone. Persisted in <c>serving.json</c>; replaces any split the head had.</summary>
+    public HeadEntry SetSplit(string name, int version, SplitMode mode, double percent)
+    {
+        var head = RequireHead(name);
+        var entry = head.Find(version) ?? throw NoSuchVersion(head, version);
+        if (mode == SplitMode.Canary && percent is not (> 0 and <= 100))
+        {
+            throw HeadException.Invalid($"percent is {percent}; a canary takes a share of the traffic in (0, 100].");
+        }
+        if (mode == SplitMode.Shadow && percent != 0)
+        {
+            throw HeadException.Invalid($"percent is {percent}; a shadow runs on every request, so leave percent at 0.");
+        }
+        try
+        {
+            _ = HeadWeights.Load(entry);
+        }
+        catch (InvalidDataException e)
+        {
+            throw new HeadException(HeadErrorKind.FailedPrecondition, $"Head '{name}' version {version} cannot be a candidate: {e.Message}");
+        }
+        var fingerprint = entry.Manifest!.BackboneFingerprint;
+        var active = head.ActiveFor(fingerprint);
+        if (active == 0)
+        {
+            throw new HeadException(HeadErrorKind.FailedPrecondition,
+                $"Head '{name}' has no active version for backbone '{fingerprint}' (version {version}'s) to compare the candidate with; activate version {version} instead.");
+        }
+        if (active == version)
+        {
+            throw new HeadException(HeadErrorKind.FailedPrecondition, $"Version {version} of head '{name}' is already the active one for its backbone; name another version as the candidate.");
+        }
+        var serving = CurrentServing(head) with { Split = new TrafficSplit(mode, version, mode == SplitMode.Canary ? percent : 0) };
+        RegistryPaths.WriteServing(Path.Combine(Root, name), serving);
+        LogSplitSet(_logger, name, mode, version, percent, active);
+        Rescan();
+        return RequireHead(name);
+    }
+
+    /// <summary>Makes the split's candidate the active version for its backbone and removes the split.</summary>
+    public HeadEntry PromoteSplit(string name)
+    {
+        var split = RequireHead(name).Serving?.Split ?? throw NoSplit(name);
+        return Activate(name, split.Version);
+    }
+
+    /// <summary>Removes the split; the active versions keep serving.</summary>
+    public HeadEntry AbortSplit(string name)
+    {
+        var head = RequireHead(name);
+        var split = head.Serving?.Split ?? throw NoSplit(name);
+        RegistryPaths.WriteServing(Path.Combine(Root, name), CurrentServing(head) with { Split = null });
+        LogSplitAborted(_logger, name, split.Version);
+        Rescan();
+        return RequireHead(name);
+    }
+
+    private static HeadException NoSplit(string name) => new(HeadErrorKind.FailedPrecondition,
+        $"Head '{name}' has no canary or shadow split; set one with SetTrafficSplit (graft heads canary|shadow).");
+
+    /// <summary>The head's serving state as it stands, from <c>serving.json</c> or, for a head written before it existed,
+    /// from its legacy pointer (so the first write keeps what served).</summary>
+    private static HeadServing CurrentServing(HeadEntry? head)
+        => new(head?.ActiveVersions ?? new Dictionary<string, int>(), head?.Serving?.Split, head?.PointerVersion ?? 0);
+
+    /// <summary>Makes <paramref name="version"/> active for <paramref name="fingerprint"/> only, in <c>serving.json</c>;
+    /// the legacy pointer follows the last activation so older replicas sharing the folder still serve something sane.</summary>
+    private static void SetActive(string headDir, HeadEntry? head, string fingerprint, int version)
+    {
+        RegistryPaths.WriteServing(headDir, CurrentServing(head).WithActive(fingerprint, version));
+        RegistryPaths.WritePointer(headDir, version);
+    }
+
+    private static bool SameServing(HeadServing? a, HeadServing? b) => a is null ? b is null : a.SameAs(b);
 
     /// <summary>Records that a version failed to load, so listings show it and it is skipped until it changes.</summary>
     public void ReportLoadFailure(string name, int version, string reason)
@@ -232,7 +311,7 @@ public sealed partial class HeadRegistry
         }
         foreach (var (name, head) in b)
         {
-            if (!a.TryGetValue(name, out var old) || old.PointerVersion != head.PointerVersion || !old.Versions.SequenceEqual(head.Versions))
+            if (!a.TryGetValue(name, out var old) || old.PointerVersion != head.PointerVersion || !SameServing(old.Serving, head.Serving) || !old.Versions.SequenceEqual(head.Versions))
             {
                 return false;
             }
@@ -243,8 +322,14 @@ public sealed partial class HeadRegistry
     [LoggerMessage(EventId = 3100, Level = LogLevel.Information, Message = "Published head {Name} version {Version} ({Bytes} bytes of weights)")]
     private static partial void LogPublished(ILogger logger, string name, int version, long bytes);
 
-    [LoggerMessage(EventId = 3101, Level = LogLevel.Information, Message = "Activated head {Name} version {Version}")]
-    private static partial void LogActivated(ILogger logger, string name, int version);
+    [LoggerMessage(EventId = 3101, Level = LogLevel.Information, Message = "Activated head {Name} version {Version} for backbone {Fingerprint}")]
+    private static partial void LogActivated(ILogger logger, string name, int version, string fingerprint);
+
+    [LoggerMessage(EventId = 3701, Level = LogLevel.Information, Message = "Head {Name}: {Mode} split to version {Version} ({Percent}%) against active version {Active}")]
+    private static partial void LogSplitSet(ILogger logger, string name, SplitMode mode, int version, double percent, int active);
+
+    [LoggerMessage(EventId = 3702, Level = LogLevel.Information, Message = "Head {Name}: split to version {Version} aborted")]
+    private static partial void LogSplitAborted(ILogger logger, string name, int version);
 
     [LoggerMessage(EventId = 3102, Level = LogLevel.Information, Message = "Deleted head {Name} version {Version} (0 = all versions)")]
     private static partial void LogDeleted(ILogger logger, string name, int version);

@@ -69,6 +69,37 @@ internal static class RegistryPaths
         }
     }
 
+    /// <summary>The head's <c>serving.json</c>; null when it has none (a head written before versions per backbone),
+    /// with the problem when it is unreadable (the legacy pointer then decides).</summary>
+    public static (HeadServing? Serving, string? Problem) ReadServing(string headDir)
+    {
+        try
+        {
+            return (HeadServing.Parse(File.ReadAllText(Path.Combine(headDir, HeadServing.FileName))), null);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            return (null, null);
+        }
+        catch (InvalidDataException e)
+        {
+            return (null, e.Message);
+        }
+        catch (IOException)
+        {
+            return (null, null); // Transient; the next scan retries.
+        }
+    }
+
+    /// <summary>Replaces <c>serving.json</c>: a fsynced temporary file renamed over it.</summary>
+    public static void WriteServing(string headDir, HeadServing serving)
+    {
+        var temp = Path.Combine(headDir, TempPrefix + "serving-" + Guid.NewGuid().ToString("N"));
+        Durable.WriteNewFile(temp, System.Text.Encoding.UTF8.GetBytes(serving.ToJson()));
+        File.Move(temp, Path.Combine(headDir, HeadServing.FileName), overwrite: true);
+        Durable.FsyncDirectory(headDir);
+    }
+
     /// <summary>Points a head at a version: a fsynced temporary file renamed over the pointer.</summary>
     public static void WritePointer(string headDir, int version)
     {

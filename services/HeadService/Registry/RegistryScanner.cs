@@ -46,7 +46,7 @@ internal sealed partial class RegistryScanner(ILogger logger)
                 continue;
             }
             versions.Sort((a, b) => a.Version.CompareTo(b.Version));
-            heads[name] = new HeadEntry(name, ReadPointer(headDir, name), versions);
+            heads[name] = new HeadEntry(name, ReadPointer(headDir, name), versions, ReadServing(headDir, name));
         }
         foreach (var key in _manifests.Keys.Where(k => !seen.Contains(k)).ToList())
         {
@@ -116,6 +116,16 @@ internal sealed partial class RegistryScanner(ILogger logger)
         return new VersionEntry(name, version, dir, manifest, error);
     }
 
+    private HeadServing? ReadServing(string headDir, string name)
+    {
+        var (serving, problem) = RegistryPaths.ReadServing(headDir);
+        if (problem is not null && _reported.Add((name, -1, problem)))
+        {
+            LogBadServing(logger, name, problem);
+        }
+        return serving;
+    }
+
     private int ReadPointer(string headDir, string name)
     {
         var (version, badText) = RegistryPaths.ReadPointer(headDir);
@@ -154,6 +164,9 @@ internal sealed partial class RegistryScanner(ILogger logger)
 
     [LoggerMessage(EventId = 3104, Level = LogLevel.Warning, Message = "Head {Name} has an unreadable active pointer '{Text}'; the newest version serves")]
     private static partial void LogBadPointer(ILogger logger, string name, string text);
+
+    [LoggerMessage(EventId = 3700, Level = LogLevel.Warning, Message = "Head {Name} has an unreadable serving.json ({Problem}); its legacy active pointer decides what serves")]
+    private static partial void LogBadServing(ILogger logger, string name, string problem);
 
     [LoggerMessage(EventId = 3105, Level = LogLevel.Information, Message = "Removed abandoned registry folder {Path}")]
     private static partial void LogCleanedUp(ILogger logger, string path);

@@ -13,7 +13,7 @@ namespace Graft.Heads.Services;
 /// classes, and turns every refusal into its precise status.</summary>
 public sealed class HeadsGrpcService(
     TrainingCoordinator coordinator, TrainingScheduler scheduler, HeadRegistry registry, HeadInference predictor,
-    IOptions<HeadOptions> options) : V1.Heads.HeadsBase
+    VersionTraffic traffic, IOptions<HeadOptions> options) : V1.Heads.HeadsBase
 {
     /// <summary>Spec first, then rows; progress streams back. A second Train for a name already training gets ABORTED.</summary>
     public override async Task Train(IAsyncStreamReader<TrainHeadRowsRequest> requestStream, IServerStreamWriter<TrainProgress> responseStream, ServerCallContext context)
@@ -120,7 +120,7 @@ public sealed class HeadsGrpcService(
             var reply = new ListHeadsReply();
             foreach (var head in registry.Current.Heads.Values.OrderBy(h => h.Name, StringComparer.Ordinal))
             {
-                reply.Heads.Add(ProtoMapping.ToHeadInfo(head, predictor.ServingVersion(head), request.BackboneFingerprint));
+                reply.Heads.Add(Info(head, request.BackboneFingerprint));
             }
             return Task.FromResult(reply);
         });
@@ -129,7 +129,7 @@ public sealed class HeadsGrpcService(
         => Guard(() =>
         {
             var head = registry.RequireHead(request.Name);
-            return Task.FromResult(ProtoMapping.ToHeadInfo(head, predictor.ServingVersion(head), request.BackboneFingerprint));
+            return Task.FromResult(Info(head, request.BackboneFingerprint));
         });
 
     public override Task<DeleteHeadReply> DeleteHead(DeleteHeadRequest request, ServerCallContext context)
@@ -141,6 +141,10 @@ public sealed class HeadsGrpcService(
             }
             var reply = new DeleteHeadReply();
             reply.DeletedVersions.AddRange(registry.Delete(request.Name, request.Version));
+            if (request.Version == 0)
+            {
+                traffic.Forget(request.Name);
+            }
             return Task.FromResult(reply);
         });
 
@@ -152,8 +156,33 @@ public sealed class HeadsGrpcService(
                 throw HeadException.Invalid($"version is {request.Version}; name an existing version (1 or more).");
             }
             var head = registry.Activate(request.Name, request.Version);
-            return Task.FromResult(ProtoMapping.ToHeadInfo(head, predictor.ServingVersion(head), ""));
+            return Task.FromResult(Info(head, ""));
         });
+
+    public override Task<HeadInfo> SetTrafficSplit(HeadSplitRequest request, ServerCallContext context)
+        => Guard(() =>
+        {
+            var mode = request.Mode switch
+            {
+                HeadSplitMode.Canary => SplitMode.Canary,
+                HeadSplitMode.Shadow => SplitMode.Shadow,
+                _ => throw HeadException.Invalid("mode is required: HEAD_SPLIT_MODE_CANARY (with percent) or HEAD_SPLIT_MODE_SHADOW."),
+            };
+            if (request.Version <= 0)
+            {
+                throw HeadException.Invalid($"version is {request.Version}; name the candidate version (1 or more).");
+            }
+            return Task.FromResult(Info(registry.SetSplit(request.Name, request.Version, mode, request.Percent), ""));
+        });
+
+    public override Task<HeadInfo> PromoteCandidate(HeadSplitActionRequest request, ServerCallContext context)
+        => Guard(() => Task.FromResult(Info(registry.PromoteSplit(request.Name), "")));
+
+    public override Task<HeadInfo> AbortSplit(HeadSplitActionRequest request, ServerCallContext context)
+        => Guard(() => Task.FromResult(Info(registry.AbortSplit(request.Name), "")));
+
+    private HeadInfo Info(HeadEntry head, string fingerprint)
+        => ProtoMapping.ToHeadInfo(head, fp => predictor.ServingVersion(head, fp), fingerprint, traffic.For(head.Name));
 
     /// <summary>Streams one version for export: a <see cref="HeadExport"/> (manifest, normalisation), then every weight
     /// tensor in pieces of at most <see cref="ExportChunkValues"/> values. Version 0 means the serving version.</summary>

@@ -15,13 +15,38 @@ internal static class ProtoMapping
 
     public static HeadVersionInfo ToVersionInfo(HeadManifest manifest) => Fill(new HeadVersionInfo(), manifest);
 
-    public static HeadInfo ToHeadInfo(HeadEntry head, int servingVersion, string currentFingerprint)
+    /// <summary>A head as listed: the version serving <paramref name="currentFingerprint"/> (or the last activated one),
+    /// every backbone it is ready for, its split and this replica's per-version traffic. <paramref name="servingVersion"/>
+    /// gives the version serving a fingerprint (null: the head's default backbone).</summary>
+    public static HeadInfo ToHeadInfo(HeadEntry head, Func<string?, int> servingVersion, string currentFingerprint, IEnumerable<HeadVersionTraffic> traffic)
     {
-        var info = new HeadInfo { Name = head.Name, ActiveVersion = servingVersion, PointerVersion = head.PointerVersion };
+        var ready = currentFingerprint.Length > 0 && head.ActiveFor(currentFingerprint) > 0;
+        var info = new HeadInfo
+        {
+            Name = head.Name,
+            // The version serving the backbone in use when the head is ready for it; otherwise the last activated one.
+            ActiveVersion = servingVersion(ready ? currentFingerprint : null),
+            PointerVersion = head.PointerVersion,
+        };
         info.Versions.AddRange(head.Versions.Select(ToVersionInfo));
-        var serving = head.Find(servingVersion)?.Manifest;
-        info.Stale = serving is not null && currentFingerprint.Length > 0
-            && !string.Equals(serving.BackboneFingerprint, currentFingerprint, StringComparison.Ordinal);
+        info.Stale = currentFingerprint.Length > 0 && !ready && info.ActiveVersion > 0;
+        foreach (var (fingerprint, version) in head.ActiveVersions.OrderBy(a => a.Key, StringComparer.Ordinal))
+        {
+            info.Backbones.Add(new HeadBackboneReadiness { BackboneFingerprint = fingerprint, Version = version, ServingVersion = servingVersion(fingerprint) });
+        }
+        if (head.Serving?.Split is { } split)
+        {
+            var fingerprint = head.Find(split.Version)?.Manifest?.BackboneFingerprint ?? "";
+            info.Split = new HeadTrafficSplit
+            {
+                Mode = split.Mode == SplitMode.Canary ? HeadSplitMode.Canary : HeadSplitMode.Shadow,
+                CandidateVersion = split.Version,
+                Percent = split.Percent,
+                BackboneFingerprint = fingerprint,
+                ActiveVersion = head.ActiveFor(fingerprint),
+            };
+        }
+        info.Traffic.AddRange(traffic);
         return info;
     }
 

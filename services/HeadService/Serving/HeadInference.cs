@@ -1,4 +1,6 @@
 using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using System.Text;
 using Graft.Heads.Registry;
 using Graft.V1;
 using Microsoft.Extensions.Logging;
@@ -7,25 +9,32 @@ using Microsoft.Extensions.Options;
 namespace Graft.Heads.Serving;
 
 /// <summary>
-/// Runs heads on one feature vector. Picks each head's serving version: the one its pointer names, unless that
-/// version is corrupt, in which case the version that served before keeps serving (as Triton keeps the old model
-/// when a reload fails), or on a fresh replica the newest loadable version below it.
+/// Runs heads on one feature vector. Each head answers with the version active for the features' backbone fingerprint
+/// (a head holds one per backbone, so old and new backbone replicas are both served during a rolling upgrade). When
+/// that version is corrupt, the version that served that fingerprint before keeps serving (as Triton keeps the old model
+/// when a reload fails), or on a fresh replica the newest loadable version of that fingerprint below it. A canary split
+/// sends a share of the requests to its candidate; a shadow runs its candidate too and records whether it agreed.
 /// </summary>
 public sealed partial class HeadInference
 {
     private const int DefaultTopK = 3;
+    /// <summary>A regressor shadow agrees when within this fraction of the active version's training-target standard deviation.</summary>
+    public const double RegressorAgreementFraction = 0.1;
+
     private readonly HeadRegistry _registry;
     private readonly HeadCache _cache;
     private readonly HeadsTelemetry _telemetry;
+    private readonly VersionTraffic _traffic;
     private readonly ILogger<HeadInference> _logger;
     private readonly int _maxHeads;
-    private readonly ConcurrentDictionary<string, int> _lastGood = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<(string Head, string Fingerprint), int> _lastGood = new();
 
-    public HeadInference(HeadRegistry registry, HeadCache cache, HeadsTelemetry telemetry, IOptions<HeadOptions> options, ILogger<HeadInference> logger)
+    public HeadInference(HeadRegistry registry, HeadCache cache, HeadsTelemetry telemetry, VersionTraffic traffic, IOptions<HeadOptions> options, ILogger<HeadInference> logger)
     {
         _registry = registry;
         _cache = cache;
         _telemetry = telemetry;
+        _traffic = traffic;
         _logger = logger;
         _maxHeads = options.Value.MaxHeadsPerPredict;
         registry.Changed += cache.Prune;
@@ -67,15 +76,16 @@ public sealed partial class HeadInference
             }
         }
 
+        var fingerprint = request.BackboneFingerprint;
         var snapshot = _registry.Current;
-        var selected = new List<LoadedHead>();
+        var selected = new List<(HeadEntry Head, LoadedHead Loaded)>();
         var reply = new HeadPredictReply();
         if (names.Count == 0)
         {
-            // Every active head that accepts these features.
+            // Every head with a version for these features.
             foreach (var head in snapshot.Heads.Values.OrderBy(h => h.Name, StringComparer.Ordinal))
             {
-                if (TryLoadServing(head) is not { } loaded)
+                if (TryLoadServing(head, fingerprint) is not { } loaded)
                 {
                     continue;
                 }
@@ -86,7 +96,7 @@ public sealed partial class HeadInference
                 }
                 else
                 {
-                    selected.Add(loaded);
+                    selected.Add((head, loaded));
                 }
             }
         }
@@ -95,40 +105,59 @@ public sealed partial class HeadInference
             foreach (var name in names)
             {
                 var head = _registry.RequireHead(name);
-                var loaded = TryLoadServing(head) ?? throw new HeadException(HeadErrorKind.FailedPrecondition,
-                    $"Head '{name}' has no loadable version (the registry log names the damaged files); retrain it or activate a good version.");
+                if (head.ActiveFor(fingerprint) == 0)
+                {
+                    if (request.ReportUnready)
+                    {
+                        reply.Unready.Add(new HeadUnready { Head = name, ReadyFingerprints = { head.ActiveVersions.Keys.Order(StringComparer.Ordinal) } });
+                        continue;
+                    }
+                    throw new HeadException(HeadErrorKind.FailedPrecondition, NotReady(head, fingerprint));
+                }
+                var loaded = TryLoadServing(head, fingerprint) ?? throw new HeadException(HeadErrorKind.FailedPrecondition,
+                    $"Head '{name}' has no loadable version for backbone '{fingerprint}' (the registry log names the damaged files); retrain it or activate a good version.");
                 if (Compatible(loaded.Manifest, request) is { } incompatibility)
                 {
                     throw new HeadException(HeadErrorKind.FailedPrecondition, incompatibility);
                 }
-                selected.Add(loaded);
+                selected.Add((head, loaded));
             }
+        }
+        if (reply.Unready.Count > 0)
+        {
+            return reply; // The caller fetches features from a backbone these heads are ready for and asks again.
         }
 
         var features = request.Features.ToArray();
-        foreach (var head in selected)
+        foreach (var (head, active) in selected)
         {
-            var current = head;
-            HeadOutput output;
-            // A concurrent eviction may dispose the head between lookup and run; reload once and retry.
-            var cut = CutValues(request, current.Manifest.CutPoint);
-            for (var attempt = 0; !current.TryRun(features, cut, topK, out output); attempt++)
+            var split = SplitFor(head, active, fingerprint);
+            var answering = active;
+            var role = VersionTraffic.Active;
+            // A candidate fine-tuned from a cut point the request does not carry cannot answer: the active version does.
+            if (split is { Split.Mode: SplitMode.Canary } canary && CutValues(request, canary.Candidate.Manifest.CutPoint) is not null
+                && TakesCanary(head.Name, request.RequestId, canary.Split.Percent))
             {
-                var entry = _registry.Current.Heads.GetValueOrDefault(current.Manifest.Name)?.Find(current.Manifest.Version);
-                if (entry is null || attempt > 3)
-                {
-                    throw new HeadException(HeadErrorKind.Aborted, $"Head '{current.Manifest.Name}' changed while answering; retry the call.");
-                }
-                current = _cache.GetOrLoad(entry);
+                answering = canary.Candidate;
+                role = VersionTraffic.Canary;
             }
-            _telemetry.Predicted(current.Manifest.Kind.Name());
+            var output = Run(answering, features, CutValues(request, answering.Manifest.CutPoint)!, topK, role);
             reply.Outputs.Add(output);
+            if (split is { Split.Mode: SplitMode.Shadow } shadow && CutValues(request, shadow.Candidate.Manifest.CutPoint) is { } shadowCut)
+            {
+                RunShadow(shadow.Candidate, active.Manifest, output, features, shadowCut, topK);
+            }
         }
         return reply;
     }
 
-    /// <summary>The version that serves (or would serve) this head, without loading anything; 0 when none can.</summary>
-    public int ServingVersion(HeadEntry head) => Candidates(head).FirstOrDefault()?.Version ?? 0;
+    /// <summary>The version that serves (or would serve) this head for a backbone, without loading anything; 0 when none
+    /// can. No fingerprint: the backbone of the version last activated.</summary>
+    public int ServingVersion(HeadEntry head, string? fingerprint = null)
+    {
+        var fp = string.IsNullOrEmpty(fingerprint) ? head.DefaultFingerprint : fingerprint;
+        return fp is null ? 0 : Candidates(head, fp).FirstOrDefault()?.Version ?? 0;
+    }
 
     /// <summary>Why features from this request cannot go into this head, or null when they can.</summary>
     public static string? Compatible(HeadManifest manifest, HeadPredictRequest request)
@@ -186,21 +215,108 @@ public sealed partial class HeadInference
         }
     }
 
-    private static float[] CutValues(HeadPredictRequest request, string cutPoint)
-        => cutPoint.Length == 0 ? [] : request.CutFeatures.First(c => c.CutPoint == cutPoint).Values.ToArray();
+    /// <summary>The activations a version takes: none for a frozen-feature version; null when the request lacks them.</summary>
+    private static float[]? CutValues(HeadPredictRequest request, string cutPoint)
+        => cutPoint.Length == 0 ? [] : request.CutFeatures.FirstOrDefault(c => c.CutPoint == cutPoint)?.Values.ToArray();
 
-    private LoadedHead? TryLoadServing(HeadEntry head)
+
+    /// <summary>True when a request takes the canary side: a stable hash of (head, request id) when an id is given, so the
+    /// same id always lands on the same side; otherwise a random draw.</summary>
+    public static bool TakesCanary(string head, string requestId, double percent)
     {
-        foreach (var entry in Candidates(head))
+        double draw;
+        if (string.IsNullOrEmpty(requestId))
+        {
+            draw = Random.Shared.NextDouble();
+        }
+        else
+        {
+            Span<byte> hash = stackalloc byte[32];
+            SHA256.HashData(Encoding.UTF8.GetBytes(head + "\n" + requestId), hash);
+            draw = (BitConverter.ToUInt64(hash) >> 11) * (1.0 / (1UL << 53));
+        }
+        return draw * 100 < percent;
+    }
+
+    private static string NotReady(HeadEntry head, string fingerprint)
+    {
+        var ready = head.ActiveVersions.Keys.Order(StringComparer.Ordinal).ToList();
+        var trained = head.Find(head.DesiredVersion)?.Manifest?.BackboneFingerprint;
+        return ready.Count == 1 && trained == ready[0]
+            ? $"Head '{head.Name}' v{head.DesiredVersion} was trained on backbone fingerprint '{ready[0]}', but the features come from '{fingerprint}'; retrain the head on the current backbone."
+            : $"Head '{head.Name}' has no version for backbone fingerprint '{fingerprint}' (it is ready for {(ready.Count == 0 ? "none" : string.Join(", ", ready))}); retrain the head on the current backbone.";
+    }
+
+    private HeadOutput Run(LoadedHead head, float[] features, float[] cut, int topK, string role)
+    {
+        var started = VersionTraffic.Start();
+        var current = head;
+        HeadOutput output;
+        // A concurrent eviction may dispose the head between lookup and run; reload once and retry.
+        for (var attempt = 0; !current.TryRun(features, cut, topK, out output); attempt++)
+        {
+            var entry = _registry.Current.Heads.GetValueOrDefault(current.Manifest.Name)?.Find(current.Manifest.Version);
+            if (entry is null || attempt > 3)
+            {
+                throw new HeadException(HeadErrorKind.Aborted, $"Head '{current.Manifest.Name}' changed while answering; retry the call.");
+            }
+            current = _cache.GetOrLoad(entry);
+        }
+        _telemetry.Predicted(current.Manifest.Kind.Name());
+        _traffic.Answered(current.Manifest.Name, current.Manifest.Version, role, System.Diagnostics.Stopwatch.GetElapsedTime(started));
+        return output;
+    }
+
+    /// <summary>Runs the shadow candidate and records whether it agreed with the active answer. Never fails the request.</summary>
+    private void RunShadow(LoadedHead candidate, HeadManifest active, HeadOutput activeOutput, float[] features, float[] cut, int topK)
+    {
+        try
+        {
+            var shadow = Run(candidate, features, cut, topK, VersionTraffic.Shadow);
+            var agreed = active.Kind == HeadKind.Regressor
+                ? Math.Abs(shadow.Value - activeOutput.Value) <= RegressorAgreementFraction * Math.Max(active.TargetStd, 1e-12)
+                : shadow.Top.FirstOrDefault()?.Label == activeOutput.Top.FirstOrDefault()?.Label;
+            _traffic.Compared(candidate.Manifest.Name, candidate.Manifest.Version, agreed);
+        }
+        catch (HeadException e)
+        {
+            LogShadowFailed(_logger, candidate.Manifest.Name, candidate.Manifest.Version, e.Message);
+        }
+    }
+
+    /// <summary>The head's split and its loaded candidate, when the split applies to these features.</summary>
+    private (TrafficSplit Split, LoadedHead Candidate)? SplitFor(HeadEntry head, LoadedHead active, string fingerprint)
+    {
+        if (head.Serving?.Split is not { } split || split.Version == active.Manifest.Version
+            || head.Find(split.Version) is not { IsUsable: true } entry || entry.Manifest!.BackboneFingerprint != fingerprint
+            || entry.Manifest.InputDimension != active.Manifest.InputDimension)
+        {
+            return null;
+        }
+        try
+        {
+            return (split, _cache.GetOrLoad(entry));
+        }
+        catch (InvalidDataException e)
+        {
+            _telemetry.LoadFailed();
+            _registry.ReportLoadFailure(entry.Name, entry.Version, e.Message);
+            return null; // A broken candidate never harms the active answers.
+        }
+    }
+
+    private LoadedHead? TryLoadServing(HeadEntry head, string fingerprint)
+    {
+        foreach (var entry in Candidates(head, fingerprint))
         {
             try
             {
                 var loaded = _cache.GetOrLoad(entry);
-                if (_lastGood.TryGetValue(head.Name, out var previous) && previous != entry.Version)
+                if (_lastGood.TryGetValue((head.Name, fingerprint), out var previous) && previous != entry.Version)
                 {
-                    LogServing(_logger, head.Name, entry.Version, previous);
+                    LogServing(_logger, head.Name, entry.Version, previous, fingerprint);
                 }
-                _lastGood[head.Name] = entry.Version;
+                _lastGood[(head.Name, fingerprint)] = entry.Version;
                 return loaded;
             }
             catch (InvalidDataException e)
@@ -212,23 +328,34 @@ public sealed partial class HeadInference
         return null;
     }
 
-    private IEnumerable<VersionEntry> Candidates(HeadEntry head)
+    /// <summary>Versions that may serve <paramref name="fingerprint"/>, best first: the active one, the one that served
+    /// before, then older ones of the same backbone.</summary>
+    private IEnumerable<VersionEntry> Candidates(HeadEntry head, string fingerprint)
     {
-        var desired = head.Find(head.DesiredVersion);
-        if (desired is { IsUsable: true })
+        var desiredVersion = head.ActiveFor(fingerprint);
+        if (desiredVersion == 0)
+        {
+            yield break;
+        }
+        var desired = head.Find(desiredVersion);
+        if (desired is { IsUsable: true } && desired.Manifest!.BackboneFingerprint == fingerprint)
         {
             yield return desired;
         }
-        if (_lastGood.TryGetValue(head.Name, out var last) && last != head.DesiredVersion && head.Find(last) is { IsUsable: true } previous)
+        if (_lastGood.TryGetValue((head.Name, fingerprint), out var last) && last != desiredVersion
+            && head.Find(last) is { IsUsable: true } previous && previous.Manifest!.BackboneFingerprint == fingerprint)
         {
             yield return previous;
         }
-        foreach (var older in head.Versions.Where(v => v.Version < head.DesiredVersion && v.Version != last && v.IsUsable).Reverse())
+        foreach (var older in head.Versions.Where(v => v.Version < desiredVersion && v.Version != last && v.IsUsable && v.Manifest!.BackboneFingerprint == fingerprint).Reverse())
         {
             yield return older;
         }
     }
 
-    [LoggerMessage(EventId = 3200, Level = LogLevel.Information, Message = "Head {Name} now serves version {Version} (was {Previous})")]
-    private static partial void LogServing(ILogger logger, string name, int version, int previous);
+    [LoggerMessage(EventId = 3200, Level = LogLevel.Information, Message = "Head {Name} now serves version {Version} (was {Previous}) for backbone {Fingerprint}")]
+    private static partial void LogServing(ILogger logger, string name, int version, int previous, string fingerprint);
+
+    [LoggerMessage(EventId = 3703, Level = LogLevel.Warning, Message = "Shadow version {Version} of head {Name} failed; the active answer was returned: {Reason}")]
+    private static partial void LogShadowFailed(ILogger logger, string name, int version, string reason);
 }

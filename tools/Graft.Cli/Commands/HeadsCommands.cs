@@ -26,7 +26,7 @@ public static class HeadsCommands
                 return ExitCodes.Ok;
             }
             var table = new Table().Border(TableBorder.Rounded)
-                .AddColumns("head", "kind", "depth", "active", "versions", "validation metric", "trained on", "state", "retrainable");
+                .AddColumns("head", "kind", "depth", "active", "versions", "validation metric", "trained on", "ready for backbones", "state", "retrainable");
             foreach (var h in reply.Heads)
             {
                 var active = h.Versions.FirstOrDefault(v => v.Version == h.ActiveVersion);
@@ -38,7 +38,8 @@ public static class HeadsCommands
                     h.Versions.Count.ToString(CultureInfo.InvariantCulture),
                     active is null ? "" : Markup.Escape(Metric(active)),
                     active is null ? "" : Markup.Escape(Format.Short(active.BackboneFingerprint)),
-                    h.Stale ? "[yellow]stale (other backbone)[/]" : "[green]ready[/]",
+                    Markup.Escape(ReadyFor(h)),
+                    (h.Stale ? "[yellow]stale (other backbone)[/]" : "[green]ready[/]") + SplitCommands.Describe(h),
                     active is null ? "" : Retrainable(active));
             }
             AnsiConsole.Write(table);
@@ -72,6 +73,8 @@ public static class HeadsCommands
                     Retrainable(v));
             }
             AnsiConsole.Write(table);
+            AnsiConsole.MarkupLine($"Ready for backbones: {Markup.Escape(ReadyFor(info))}{SplitCommands.Describe(info)}");
+            SplitCommands.WriteTraffic(info);
             if (info.Versions.FirstOrDefault(v => v.Version == info.ActiveVersion) is { } activeVersion)
                 AnsiConsole.Write(TrainView.Metrics(activeVersion));
             return ExitCodes.Ok;
@@ -109,6 +112,10 @@ public static class HeadsCommands
         heads.Subcommands.Add(delete);
         heads.Subcommands.Add(activate);
         heads.Subcommands.Add(RetrainCommand.Create());
+        foreach (var command in SplitCommands.Create())
+        {
+            heads.Subcommands.Add(command);
+        }
         heads.Subcommands.Add(ExportCommand.Create());
         return heads;
     }
@@ -117,6 +124,10 @@ public static class HeadsCommands
     public static string Retrainable(HeadVersionInfo v) => v.Retrainable
         ? $"[green]yes[/] ({v.DatasetExamples.ToString(CultureInfo.InvariantCulture)} examples, {(v.DatasetBytes / 1024.0).ToString("0.0", CultureInfo.InvariantCulture)} KiB)"
         : "[yellow]not retrainable[/]";
+
+    /// <summary>The backbones a head has an active version for, e.g. "resnet18:cb198da0 v1, resnet18-int8:9f1e22b0 v3".</summary>
+    public static string ReadyFor(HeadInfo h) => h.Backbones.Count == 0 ? "none"
+        : string.Join(", ", h.Backbones.Select(b => $"{Format.Short(b.BackboneFingerprint)} v{b.ServingVersion.ToString(CultureInfo.InvariantCulture)}"));
 
     /// <summary>The headline validation metric of a version with its baseline.</summary>
     public static string Metric(HeadVersionInfo v)

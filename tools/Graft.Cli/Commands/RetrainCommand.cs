@@ -17,11 +17,16 @@ public static class RetrainCommand
         Argument<string?> name = new("name") { Description = "Head to retrain (omit with --stale).", Arity = ArgumentArity.ZeroOrOne };
         Option<int> version = new("--version") { Description = "The version whose training set and settings to reuse (default: the version serving now)." };
         Option<bool> stale = new("--stale") { Description = "Retrain every head that has no version for the backbone serving now, one after the other." };
+        Option<string> backbone = new("--backbone")
+        {
+            Description = "Fingerprint of the backbone to retrain for (see `graft heads list`). During a rolling upgrade, when old and new " +
+                "backbone replicas both serve, name the new one: every image is then extracted by a replica of it. Default: the backbone that answers first.",
+        };
         var retrain = new Command("retrain",
             "Train a head again from the training set stored with it, on the backbone serving now, and publish the result as a new version " +
             "(admin). Heads trained with keep_training_data off are not retrainable. Exit code 1 when any head failed.")
         {
-            name, version, stale,
+            name, version, stale, backbone,
         };
         retrain.SetRun(async (parse, ct) =>
         {
@@ -32,20 +37,20 @@ public static class RetrainCommand
             using var session = GlobalOptions.Connect(parse);
             if (head is not null)
             {
-                var published = await RetrainAsync(session, head, parse.GetValue(version), ct);
+                var published = await RetrainAsync(session, head, parse.GetValue(version), parse.GetValue(backbone), ct);
                 AnsiConsole.MarkupLine($"Published [bold green]{Markup.Escape(published.Name)} v{published.Version}[/] for backbone {Markup.Escape(published.BackboneFingerprint)}.");
                 return ExitCodes.Ok;
             }
-            return await RetrainStaleAsync(session, ct);
+            return await RetrainStaleAsync(session, parse.GetValue(backbone), ct);
         });
         return retrain;
     }
 
-    private static async Task<int> RetrainStaleAsync(GatewaySession session, CancellationToken ct)
+    private static async Task<int> RetrainStaleAsync(GatewaySession session, string? backbone, CancellationToken ct)
     {
         var described = await session.Call("describe the stack",
             c => c.DescribeAsync(new DescribeRequest(), session.Headers(), GatewaySession.UnaryDeadline, ct).ResponseAsync);
-        var fingerprint = described.Backbone.Fingerprint;
+        var fingerprint = string.IsNullOrEmpty(backbone) ? described.Backbone.Fingerprint : backbone;
         var stale = described.Heads.Where(h => h.Versions.Count > 0 && h.Versions.All(v => v.BackboneFingerprint != fingerprint)).ToList();
         if (stale.Count == 0)
         {
@@ -59,7 +64,7 @@ public static class RetrainCommand
         {
             try
             {
-                var published = await RetrainAsync(session, head.Name, 0, ct);
+                var published = await RetrainAsync(session, head.Name, 0, backbone, ct);
                 table.AddRow(Markup.Escape(head.Name), $"[green]v{published.Version}[/]", Markup.Escape(HeadsCommands.Metric(published)));
             }
             catch (CliException e) when (e.ExitCode == ExitCodes.Failed)
@@ -74,13 +79,13 @@ public static class RetrainCommand
         return failed == 0 ? ExitCodes.Ok : ExitCodes.Failed;
     }
 
-    private static async Task<HeadVersionInfo> RetrainAsync(GatewaySession session, string head, int version, CancellationToken ct)
+    private static async Task<HeadVersionInfo> RetrainAsync(GatewaySession session, string head, int version, string? backbone, CancellationToken ct)
     {
         AnsiConsole.MarkupLine($"Retraining [bold]{Markup.Escape(head)}[/] via {session.Display}");
         var print = TrainView.Lines(head);
         return await session.Call($"retrain head \"{head}\"", async c =>
         {
-            using var call = c.RetrainHead(new RetrainHeadRequest { Name = head, Version = version }, session.Headers(), cancellationToken: ct);
+            using var call = c.RetrainHead(new RetrainHeadRequest { Name = head, Version = version, BackboneFingerprint = backbone ?? "" }, session.Headers(), cancellationToken: ct);
             HeadVersionInfo? published = null;
             await foreach (var progress in call.ResponseStream.ReadAllAsync(ct))
             {
