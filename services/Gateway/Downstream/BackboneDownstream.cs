@@ -67,6 +67,8 @@ public sealed class BackboneDownstream(
                 $"The backbone's tail from '{cutPoint}' arrived incomplete ({received} of {Math.Max(0, announced)} bytes); train again."));
         }
         _invoker.Record("GetTail", StatusCode.OK, System.Diagnostics.Stopwatch.GetElapsedTime(started));
+    }
+
     /// <summary>Extract from a replica serving <paramref name="fingerprint"/>. Behind a balancer the call lands on any
     /// replica; one of another fingerprint refuses at once (ExtractRequest.required_fingerprint) and the call is made again,
     /// at most <paramref name="attempts"/> times. FAILED_PRECONDITION when no replica of that fingerprint answered.</summary>
