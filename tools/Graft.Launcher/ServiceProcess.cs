@@ -124,6 +124,7 @@ public sealed partial class ServiceProcess : IAsyncDisposable
     public void Start()
     {
         Process process;
+        Process? previous;
         lock (_gate)
         {
             if (_process is { HasExited: false })
@@ -134,7 +135,7 @@ public sealed partial class ServiceProcess : IAsyncDisposable
             {
                 throw new FileNotFoundException($"{Launch.Dll} is missing: build the service first.", Launch.Dll);
             }
-            _process?.Dispose();
+            previous = _process;
             _process = null;
             _stopRequested = false;
             var run = ++_runs;
@@ -145,7 +146,9 @@ public sealed partial class ServiceProcess : IAsyncDisposable
             process.ErrorDataReceived += (_, e) => Capture(run, log, e.Data);
             process.Exited += (_, _) => OnExited(process, run);
         }
-        // Not under _gate: this waits for the launcher thread, while the previous run's Exited handler takes _gate.
+        // Not under _gate (the previous run's Exited handler takes it): disposing the previous Process waits for its
+        // Exited handler, and starting waits for the launcher thread.
+        previous?.Dispose();
         ChildLauncher.Start(process);
         lock (_gate)
         {
@@ -282,14 +285,18 @@ public sealed partial class ServiceProcess : IAsyncDisposable
     {
         Kill();
         GrpcChannel? channel;
+        Process? process;
         lock (_gate)
         {
             channel = _channel;
             _channel = null;
-            _process?.Dispose();
+            process = _process;
             _process = null;
             _log?.Dispose();
         }
+        // Outside the gate: Process.Dispose takes the Process's own lock, which the runtime holds while it raises
+        // Exited, and our Exited handler takes the gate — disposing under the gate deadlocks with a process exiting.
+        process?.Dispose();
         if (channel is not null)
         {
             await channel.ShutdownAsync();
