@@ -67,13 +67,8 @@ public sealed class FashionCuts : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        await using var factory = new WebApplicationFactory<BackboneOptions>().WithWebHostBuilder(b =>
-        {
-            b.UseSetting("Graft:Backbone:Device", "cpu");
-            b.UseSetting("Logging:LogLevel:Default", "Warning");
-        });
-        using var channel = GrpcChannel.ForAddress(factory.Server.BaseAddress, new GrpcChannelOptions { HttpHandler = factory.Server.CreateHandler() });
-        var client = new BackboneClient(channel);
+        await using var backbone = new InProcessBackbone();
+        var client = backbone.Client;
         Fingerprint = (await client.DescribeAsync(new DescribeBackboneRequest())).Fingerprint;
         using (var call = client.GetTail(new GetTailRequest { CutPoint = CutPoint }))
         {

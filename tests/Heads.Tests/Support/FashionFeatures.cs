@@ -43,13 +43,8 @@ public sealed class FashionFeatures : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        await using var factory = new WebApplicationFactory<BackboneOptions>().WithWebHostBuilder(b =>
-        {
-            b.UseSetting("Graft:Backbone:Device", "cpu");
-            b.UseSetting("Logging:LogLevel:Default", "Warning");
-        });
-        using var channel = GrpcChannel.ForAddress(factory.Server.BaseAddress, new GrpcChannelOptions { HttpHandler = factory.Server.CreateHandler() });
-        var client = new BackboneClient(channel);
+        await using var backbone = new InProcessBackbone();
+        var client = backbone.Client;
         var info = await client.DescribeAsync(new DescribeBackboneRequest());
         Fingerprint = info.Fingerprint;
         Dimension = info.FeatureDimension;
