@@ -62,6 +62,12 @@ public sealed class SupervisionTests(SupervisedStackFixture stack, ITestOutputHe
                 Assert.NotEqual(pid, (int)after["pid"]!);
                 Assert.Equal(restarts + 1, (int)after["restarts"]!);
                 Assert.Equal(137, (int)after["lastExitCode"]!);
+
+                // A Predict can be answered before the supervisor's own health probe has seen the new process serve
+                // (the Gateway itself is probed on a timer): the next kill, and `graft status` in the next step, need
+                // the supervisor to agree that the service is back.
+                while ((string?)stack.Service(name)["state"] != "serving")
+                    await Task.Delay(50, limit.Token);
             }
         }
         finally
