@@ -27,6 +27,13 @@ for project in "${projects[@]}"; do
   dotnet build "$project" -c Release --nologo -v quiet -clp:ErrorsOnly
 done
 
+# The build above leaves the 1-minute load average high for a while; wait (at most 2 minutes) for it to settle so the
+# load the run records at its start is the machine's, not the build's.
+for _ in $(seq 24); do
+  read -r load _ < /proc/loadavg
+  awk -v l="$load" -v c="$(nproc)" 'BEGIN { exit !(l < c) }' && break
+  sleep 5
+done
 read -r load _ < /proc/loadavg
 echo "bench: load average (1 min) before the run: $load on $(nproc) cores; numbers are only as quiet as the machine"
 exec dotnet bench/Graft.Bench/bin/Release/net10.0/linux-x64/Graft.Bench.dll "$@"
