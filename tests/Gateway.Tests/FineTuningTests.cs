@@ -113,7 +113,7 @@ public sealed class FineTuningTests(StackFixture fixture, ITestOutputHelper outp
     }
 
     [Fact]
-    public async Task Augment_runs_the_backbone_once_per_view_at_training_time_and_never_at_predict_time()
+    public async Task Augment_runs_the_backbone_once_per_view_at_training_time_never_at_predict_time_and_is_stored_with_the_version()
     {
         // Arrange: classes no other test of the suite sends, so nothing is in the backbone's cache yet.
         const int views = 2;
@@ -137,6 +137,7 @@ public sealed class FineTuningTests(StackFixture fixture, ITestOutputHelper outp
         Assert.Equal(runs, progress.Last(p => p.Phase == TrainPhase.Extracting).ImagesDone);
         Assert.Equal(runs, trained.Sum("graft_backbone_inferences_total") - before.Sum("graft_backbone_inferences_total"));
         Assert.Contains(progress, p => p.Message.Contains($"{views} augmented view(s) per image", StringComparison.Ordinal));
+        Assert.Equal(views, progress[^1].Published.Spec.Augment); // stored with the version, so `graft heads show` reports it
         // The original view was extracted for training: Predict reads it from the cache and runs no augmented view.
         Assert.True(reply.CacheHit);
         Assert.Equal(0, predicted.Sum("graft_backbone_inferences_total") - trained.Sum("graft_backbone_inferences_total"));

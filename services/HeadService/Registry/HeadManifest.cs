@@ -50,6 +50,9 @@ public sealed record HeadManifest
     public HeadDepth Depth { get; init; } = HeadDepth.Mlp;
     /// <summary>Why the Gateway chose this depth (depth = auto); empty otherwise.</summary>
     public string DepthReason { get; init; } = "";
+    /// <summary>Augmented views per training image besides the original (<c>HeadSpec.augment</c>); 0 for none, and for
+    /// versions written before it was stored.</summary>
+    public int Augment { get; init; }
     /// <summary>Fine-tuned versions: the cut point whose activations the version takes, their shape without the batch
     /// dimension, and the retrained tail (ONNX, pretrained graph with the trained weights written into its
     /// initializers), checked by size and SHA-256 like the weights. Empty for frozen-feature versions, whose input is

@@ -72,6 +72,10 @@ internal static class ProtoMapping
         {
             info.Spec.KeepTrainingData = keep;
         }
+        if (m.Augment > 0)
+        {
+            info.Spec.Augment = m.Augment;
+        }
         if (m.FineTuned)
         {
             info.Spec.TailLearningRate = h.TailLearningRate;

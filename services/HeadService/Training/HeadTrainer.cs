@@ -214,6 +214,7 @@ public sealed class HeadTrainer(IOptions<HeadOptions> options)
                 ParameterCount = weights.Sum(w => (long)w.Data.Length),
                 Depth = settings.Depth,
                 DepthReason = settings.DepthReason,
+                Augment = settings.Augment,
                 CutPoint = settings.CutPoint,
                 CutShape = tail?.InputShape ?? [],
                 TailParameterCount = tail?.Module.parameters().Sum(p => p.numel()) ?? 0,

@@ -22,6 +22,9 @@ public sealed record TrainingSettings(
     /// <summary>Why the Gateway chose this depth (from <c>depth = auto</c>); empty otherwise.</summary>
     public string DepthReason { get; init; } = "";
 
+    /// <summary>Augmented views per training image the Gateway made (<c>HeadSpec.augment</c>), stored for the record.</summary>
+    public int Augment { get; init; }
+
     /// <summary>The cut point whose activations the rows hold; empty for the frozen depths.</summary>
     public string CutPoint => Depth.CutPoint();
 
@@ -126,6 +129,7 @@ public sealed record TrainingSettings(
         {
             Depth = depth,
             DepthReason = spec.DepthReason,
+            Augment = spec.HasAugment ? Math.Max(0, spec.Augment) : 0,
             Dataset = spec.Dataset,
             KeepTrainingData = spec.HasKeepTrainingData ? spec.KeepTrainingData : null,
         };

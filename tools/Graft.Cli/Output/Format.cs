@@ -31,7 +31,8 @@ public static class Format
     {
         var depth = v.Spec?.Depth ?? HeadDepth.Unspecified;
         var name = depth == HeadDepth.Unspecified && v.Spec?.Hidden is { Sizes.Count: 0 } ? HeadDepths.Probe : depth.Name();
-        return v.CutPoint.Length > 0 && v.CutShape.Count > 0 ? $"{name} ({string.Join("x", v.CutShape)})" : name;
+        var shown = v.CutPoint.Length > 0 && v.CutShape.Count > 0 ? $"{name} ({string.Join("x", v.CutShape)})" : name;
+        return v.Spec is { HasAugment: true, Augment: > 0 } ? $"{shown}, {v.Spec.Augment} augmented view(s)" : shown;
     }
 
     public static string Output(HeadOutput o) => o.Kind == HeadKind.Regressor || o.Top.Count == 0
