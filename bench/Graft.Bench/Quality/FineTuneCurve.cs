@@ -50,9 +50,10 @@ public sealed class FineTuneCurve(string outDir, Action<string> log, int testIma
     /// <summary>Training choices tried against the product defaults at 100 per class, on the last block.</summary>
     public static readonly IReadOnlyList<CurveTrainingChoices> TriedChoices =
     [
-        new(TailLearningRate: 3e-4),
+        new(ValidationFraction: 0),
+        new(Epochs: 30, Patience: 0), // HeadService's own defaults for a spec that sets none of these
         new(Epochs: 30, Patience: 6),
-        new(WeightDecay: 1e-3, HeadLearningRate: 3e-3),
+        new(TailLearningRate: 3e-4),
     ];
 
     private string ResultsPath => Path.Combine(outDir, "curve.json");
@@ -138,16 +139,17 @@ public sealed class FineTuneCurve(string outDir, Action<string> log, int testIma
         var defaults = CurveTrainingChoices.ProductDefaults;
         // On a shared 2-core machine every step is slow, so the order is the value order (each point is saved as it
         // comes): 1. the curve without augmentation up to 100 per class, cheapest depths first, so the thresholds for
-        // `auto` come early; 2. the regressor and augmentation at 100 per class; 3. 300 per class (2,000 more
-        // extractions); 4. training choices at 100 per class; 5. the rest of the augmented curve.
+        // `auto` come early, with the training choices at 100 per class right after the last block (they decide the
+        // recipe of the deeper points); 2. the regressor and augmentation at 100 per class; 3. 300 per class (2,000
+        // more extractions); 4. the rest of the augmented curve.
         foreach (var n in Sizes.Where(n => n <= 100)) foreach (var depth in Frozen.Append(CurveDepth.LastBlock)) Classifier(n, depth, 0, defaults);
+        foreach (var choices in extraChoices) Classifier(100, CurveDepth.LastBlock, 0, choices);
         foreach (var n in Sizes.Where(n => n <= 100)) Classifier(n, CurveDepth.LastStage, 0, defaults);
         foreach (var depth in Frozen.Append(CurveDepth.LastBlock)) Regressor(100, depth, 0);
         foreach (var depth in Frozen) Classifier(100, depth, views, defaults);
         foreach (var depth in Frozen) Regressor(100, depth, views);
         Classifier(100, CurveDepth.LastBlock, views, defaults);
         foreach (var depth in Frozen.Append(CurveDepth.LastBlock).Append(CurveDepth.LastStage)) Classifier(300, depth, 0, defaults);
-        foreach (var choices in extraChoices) Classifier(100, CurveDepth.LastBlock, 0, choices);
         Classifier(100, CurveDepth.LastStage, views, defaults);
         foreach (var n in Sizes.Where(n => n != 100)) foreach (var depth in Frozen.Append(CurveDepth.LastBlock).Append(CurveDepth.LastStage)) Classifier(n, depth, views, defaults);
 

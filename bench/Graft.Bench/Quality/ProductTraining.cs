@@ -29,12 +29,12 @@ public interface ITrainedCurveHead : IDisposable
 
 /// <summary>Training choices the curve may vary (null = the recipe of <see cref="ProductTraining.Spec"/>).</summary>
 public sealed record CurveTrainingChoices(double? HeadLearningRate = null, double? TailLearningRate = null, double? WeightDecay = null,
-    int? Epochs = null, int? Patience = null)
+    int? Epochs = null, int? Patience = null, double? ValidationFraction = null)
 {
     public static readonly CurveTrainingChoices ProductDefaults = new();
 
     public string Describe() => this == ProductDefaults ? "default recipe" :
-        string.Join(", ", new (string, object?)[] { ("head lr", HeadLearningRate), ("tail lr", TailLearningRate), ("weight decay", WeightDecay), ("epochs", Epochs), ("patience", Patience) }
+        string.Join(", ", new (string, object?)[] { ("head lr", HeadLearningRate), ("tail lr", TailLearningRate), ("weight decay", WeightDecay), ("epochs", Epochs), ("patience", Patience), ("validation", ValidationFraction) }
             .Where(p => p.Item2 is not null).Select(p => $"{p.Item1} {p.Item2}"));
 }
 
@@ -79,8 +79,9 @@ public sealed class ProductTraining
         else
         {
             spec.Epochs = choices.Epochs ?? 15;
-            spec.ValidationFraction = 0.2;
-            spec.Patience = choices.Patience ?? 3;
+            // Validation 0 trains on every row for the fixed epochs (no early stopping: nothing to watch).
+            spec.ValidationFraction = choices.ValidationFraction ?? 0.2;
+            spec.Patience = spec.ValidationFraction > 0 ? choices.Patience ?? 3 : 0;
             spec.TailLearningRate = choices.TailLearningRate ?? TrainingDefaults.TailLearningRate;
         }
         if (choices.HeadLearningRate is { } lr) spec.LearningRate = lr;
