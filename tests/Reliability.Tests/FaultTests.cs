@@ -90,7 +90,8 @@ public sealed class FaultTests(ReliabilityFixture fixture, ITestOutputHelper out
             $"client-visible failures {failures.Count}" +
             (failures.Count > 0 ? $" ({string.Join("; ", kinds)}, started {(failures.Min(f => f.Started) - killedAt).TotalSeconds:0.0}-{(failures.Max(f => f.Started) - killedAt).TotalSeconds:0.0} s after the kill)" : "") +
             $"; downstream UNAVAILABLE attempts absorbed by retries {absorbed}");
-        Assert.True(failures.Count == 0, $"{failures.Count} failures reached clients, e.g. {failures.FirstOrDefault()?.Code}: {failures.FirstOrDefault()?.Detail}");
+        // Seen once in ~4 full runs under heavy parallel load and not reproduced since: the services' own lines say why.
+        Assert.True(failures.Count == 0, $"{failures.Count} failures reached clients, e.g. {failures.FirstOrDefault()?.Code}: {failures.FirstOrDefault()?.Detail}\n{Stack.Diagnostics(80)}");
         Assert.All(outcomes, o => Assert.Equal(ReliabilityFixture.Classifier, o.Reply!.Results.Single().Head));
     }
 
