@@ -144,6 +144,8 @@ public sealed class FineTuneCurve(string outDir, Action<string> log, int testIma
         // more extractions); 4. the rest of the augmented curve.
         foreach (var n in Sizes.Where(n => n <= 100)) foreach (var depth in Frozen.Append(CurveDepth.LastBlock)) Classifier(n, depth, 0, defaults);
         foreach (var choices in extraChoices) Classifier(100, CurveDepth.LastBlock, 0, choices);
+        // The frozen depths with augmentation where they are the best depth (few images per class): seconds each.
+        foreach (var n in Sizes.Where(n => n < 100)) foreach (var depth in Frozen) Classifier(n, depth, views, defaults);
         foreach (var n in Sizes.Where(n => n <= 100)) Classifier(n, CurveDepth.LastStage, 0, defaults);
         foreach (var depth in Frozen.Append(CurveDepth.LastBlock)) Regressor(100, depth, 0);
         foreach (var depth in Frozen) Classifier(100, depth, views, defaults);

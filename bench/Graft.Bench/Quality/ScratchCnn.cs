@@ -43,7 +43,7 @@ public static class ScratchCnn
         torch.set_num_threads(Math.Max(1, Environment.ProcessorCount - 1));
         torch.manual_seed(seed);
         using var net = new Net(FashionMnist.Classes.Length);
-        using var optimizer = optim.Adam(net.parameters(), lr: 1e-3);
+        using var optimizer = new Graft.Heads.Training.ScalarSafeAdam(net.parameters(), 1e-3, weightDecay: 0); // optim.Adam can die mid-run: see ScalarSafeAdam
         using var lossFn = CrossEntropyLoss();
         using var x = ToTensor(train);
         using var y = tensor(train.Select(i => (long)i.Label).ToArray());

@@ -55,8 +55,11 @@ public sealed class HeadNetwork : nn.Module<Tensor, Tensor>
             x = nn.functional.relu(layers[i].call(x));
             if (training && _dropout > 0)
             {
-                var keep = rand(x.shape, dtype: x.dtype, device: x.device, generator: _dropoutGenerator).ge_(_dropout);
-                x = x.mul(keep).div_(1 - _dropout);
+                // Scalars held by `using`: a temporary one can be finalized during the native call (see ScalarSafeAdam).
+                using var dropProbability = _dropout.ToScalar();
+                using var keepProbability = (1 - _dropout).ToScalar();
+                var keep = rand(x.shape, dtype: x.dtype, device: x.device, generator: _dropoutGenerator).ge_(dropProbability);
+                x = x.mul(keep).div_(keepProbability);
             }
         }
         return layers[layers.Count - 1].call(x).MoveToOuterDisposeScope();

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using Onnx;
 using TorchSharp;
+using Graft.Heads.Model;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -186,10 +187,11 @@ public sealed class OnnxTail : nn.Module<Tensor, Tensor>
                 return Unary(x => x.alias());
             case "Add":
             {
-                if (data.Length == 2) return new Step(data, node.Output[0], x => x[0].add(x[1]));
+                // An explicit alpha: add(b) alone hands libtorch a temporary Scalar (see TorchScalars).
+                if (data.Length == 2) return new Step(data, node.Output[0], x => x[0].add(x[1], TorchScalars.One));
                 var constant = node.Input.Select((input, i) => (input, i)).First(p => initializers.ContainsKey(p.input)).i;
                 var addend = RegisterConstant($"{name}_constant", Weight(constant));
-                return Unary(x => x.add(addend));
+                return Unary(x => x.add(addend, TorchScalars.One));
             }
             case "MaxPool":
             {
@@ -233,13 +235,29 @@ public sealed class OnnxTail : nn.Module<Tensor, Tensor>
                 var b = Weight(1);
                 var w = Int(node, "transB", 0) == 1 ? b : b.t();
                 var linear = nn.Linear(w.shape[1], w.shape[0], hasBias: node.Input.Count > 2);
-                linear.weight!.copy_(w.mul(Float(node, "alpha", 1f)));
-                if (node.Input.Count > 2) linear.bias!.copy_(Weight(2).mul(Float(node, "beta", 1f)));
                 var transB = Int(node, "transB", 0) == 1;
+                // Scalars held by `using` in each call: a temporary one can be finalized mid-call (see ScalarSafeAdam).
                 var alpha = Float(node, "alpha", 1f);
                 var beta = Float(node, "beta", 1f);
-                _writeBack.Add((node.Input[1], () => transB ? linear.weight!.div(alpha) : linear.weight!.div(alpha).t()));
-                if (node.Input.Count > 2) _writeBack.Add((node.Input[2], () => linear.bias!.div(beta)));
+                using (var a = ((double)alpha).ToScalar()) linear.weight!.copy_(w.mul(a));
+                if (node.Input.Count > 2)
+                {
+                    using var bScalar = ((double)beta).ToScalar();
+                    linear.bias!.copy_(Weight(2).mul(bScalar));
+                }
+                _writeBack.Add((node.Input[1], () =>
+                {
+                    using var a = ((double)alpha).ToScalar();
+                    return transB ? linear.weight!.div(a) : linear.weight!.div(a).t();
+                }));
+                if (node.Input.Count > 2)
+                {
+                    _writeBack.Add((node.Input[2], () =>
+                    {
+                        using var bScalar = ((double)beta).ToScalar();
+                        return linear.bias!.div(bScalar);
+                    }));
+                }
                 register_module(name, linear);
                 return Unary(x => linear.call(x));
             }

@@ -96,14 +96,14 @@ public sealed class HeadTrainer(IOptions<HeadOptions> options)
         head.to(_device);
         using var dropoutGenerator = new Generator(unchecked((ulong)h.Seed), _device);
         head.UseDropoutGenerator(dropoutGenerator);
-        using var headOptimizer = optim.Adam(head.parameters(), lr: h.LearningRate, weight_decay: h.WeightDecay);
+        using var headOptimizer = new ScalarSafeAdam(head.parameters(), h.LearningRate, h.WeightDecay);
         var trainTail = tail is not null && h.TailLearningRate > 0;
         if (tail is not null && !trainTail)
         {
             // A tail at learning rate 0 stays pretrained; no gradient needs to reach it.
             foreach (var p in tail.Module.parameters()) p.requires_grad_(false);
         }
-        using var tailOptimizer = trainTail ? optim.Adam(tail!.Module.parameters(), lr: h.TailLearningRate, weight_decay: h.WeightDecay) : null;
+        using var tailOptimizer = trainTail ? new ScalarSafeAdam(tail!.Module.parameters(), h.TailLearningRate, h.WeightDecay) : null;
         var trained = head.named_parameters().Select(p => ("head." + p.name, p.parameter))
             .Concat(trainTail ? tail!.Module.named_parameters().Select(p => ("tail." + p.name, p.parameter)) : [])
             .ToList();
