@@ -27,7 +27,9 @@ public sealed partial class Runner
         _train = FashionMnist.Load("train");
         await using var stack = await GraftStack.StartAsync(repoRoot, _work, TimeSpan.FromMinutes(3));
         log("services: SERVING");
-        return await RunFineTunedPredictAsync(stack, new GraftCalls(stack));
+        var result = await RunFineTunedPredictAsync(stack, new GraftCalls(stack));
+        result.Alone = true;
+        return result;
     }
 
     /// <summary>Trains the two heads, measures the wire size of the cut-point activations, warms up, then runs the
@@ -35,6 +37,7 @@ public sealed partial class Runner
     private async Task<FineTunedPredictResults> RunFineTunedPredictAsync(GraftStack stack, GraftCalls calls)
     {
         var p = plan.FineTunedPredict;
+        var timer = Stopwatch.StartNew();
         var result = new FineTunedPredictResults
         {
             Machine = MachineInfoReader.Read(repoRoot),
@@ -123,6 +126,7 @@ public sealed partial class Runner
             }
         }
         result.LoadAverageEnd = MachineInfoReader.LoadAverage();
+        result.Seconds = timer.Elapsed.TotalSeconds;
         foreach (var goal in result.Goals())
             log($"  {(goal.Met ? "met   " : "MISSED")} {goal.Name}: {goal.Measured} (target {goal.Target})");
         return result;
@@ -203,6 +207,10 @@ public sealed class FineTunedPredictResults
     public required MachineInfo Machine { get; init; }
     public required string Plan { get; init; }
     public double LoadAverageEnd { get; set; }
+    /// <summary>True when measured by <c>--finetune-latency</c> on its own stack, false as part of a full run.</summary>
+    public bool Alone { get; set; }
+    /// <summary>Wall time of the section: training both heads, warm-up and the rounds (not the stack's start).</summary>
+    public double Seconds { get; set; }
     public int PerClass { get; init; }
     public int Rounds { get; init; }
     public string Backbone { get; set; } = "";

@@ -468,7 +468,7 @@ public static class ResultsWriter
         var tunedTraining = f.Training.FirstOrDefault(t => t.Depth != Graft.V1.HeadDepths.Mlp);
         var c1 = f.Levels.FirstOrDefault(l => l.Concurrency == 1)?.Stats.Count / Math.Max(1, f.Rounds);
         var c16 = f.Levels.FirstOrDefault(l => l.Concurrency == 16)?.Stats.Count / Math.Max(1, f.Rounds);
-        md.AppendLine(Inv($"Measured on {m.Date:yyyy-MM-dd HH:mm} UTC at commit {m.Commit} ({f.Plan} plan, {m.Cores} cores, load average {m.LoadAverageStart:F2} at start / {f.LoadAverageEnd:F2} at end), by `bench/run.sh --finetune-latency` or as part of a full run. ") +
+        md.AppendLine(Inv($"Measured on {m.Date:yyyy-MM-dd HH:mm} UTC at commit {m.Commit} ({f.Plan} plan, {m.Cores} cores, load average {m.LoadAverageStart:F2} at start / {f.LoadAverageEnd:F2} at end), {(f.Alone ? "by `bench/run.sh --finetune-latency` on its own stack" : "as part of the full run")}, in {f.Seconds / 60:F1} minutes. ") +
             Inv($"Two classifier heads trained through Gateway `TrainHead` on the same {f.Training.FirstOrDefault()?.Run.Images} Fashion-MNIST images (the first {f.PerClass} per class): ") +
             Inv($"`{frozenTraining?.Run.Head}` (depth `mlp`: hidden 256 on the frozen final features, {Epochs(frozenTraining?.Epochs)}) and `{tunedTraining?.Run.Head}` (depth `{tunedTraining?.Depth}`: the backbone's tail from cut point `{f.CutPoint}`, retrained from its {f.TailParameters:N0} pretrained weights, plus a linear layer, {Epochs(tunedTraining?.Epochs)}). ") +
             "Few epochs and no validation split: accuracy is not the point of this row, the serving path is. " +
