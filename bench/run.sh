@@ -5,6 +5,8 @@
 #   bench/run.sh --no-services   only the rows that need no Graft service
 #   bench/run.sh --render DIR    re-render DIR/RESULTS.md and plots from DIR/results.json
 #   bench/run.sh --finetune-curve [--report-only]   issue 11 depth/accuracy curve, in process (resumable; see bench/README.md)
+#   bench/run.sh --finetune-latency [--quick]       issue 11 fine-tuned vs frozen head Predict row alone (services), added
+#                                                   to bench/results.json and RESULTS.md (--quick: bench/out/quick/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +21,8 @@ if [[ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]]; then
 fi
 
 projects=(bench/MlNetBaseline/MlNetBaseline.csproj bench/Graft.Bench/Graft.Bench.csproj)
+# The fine-tuned Predict row needs the services but not the ML.NET peer.
+if [[ " $* " == *" --finetune-latency "* ]]; then projects=(bench/Graft.Bench/Graft.Bench.csproj); fi
 if [[ " $* " != *" --no-services "* && " $* " != *" --render "* && " $* " != *" --finetune-curve "* ]]; then
   projects=(services/BackboneService/BackboneService.csproj services/HeadService/HeadService.csproj
             services/Gateway/Gateway.csproj "${projects[@]}")

@@ -8,6 +8,7 @@
 //   bench/run.sh --where A B     where the time goes between ONNX Runtime runs: CPU per process and thread, backbone
 //                                stages, for stacks started with each configuration (name:ENV=value,...), interleaved
 //   bench/run.sh --finetune-curve [--report-only]   issue 11's depth/accuracy curve, in process; adds its section to bench/RESULTS.md
+//   bench/run.sh --finetune-latency   issue 11's fine-tuned vs frozen Predict row alone; adds it to bench/results.json and RESULTS.md
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Graft.Bench;
@@ -51,6 +52,37 @@ if (args.Contains("--finetune-curve"))
         File.WriteAllText(resultsMd, ResultsWriter.SpliceFineTune(File.ReadAllText(resultsMd), curve));
         Console.WriteLine($"added the fine-tuning curve to {Path.Combine(benchDir, "RESULTS.md")}");
     }
+    return;
+}
+
+if (args.Contains("--finetune-latency"))
+{
+    // Issue 11's fine-tuned vs frozen Predict row (section 4b) on its own stack, added to the run in outDir (bench/, or
+    // bench/out/quick/ with --quick): results.json gets only its FineTunedPredict property, RESULTS.md only its section.
+    var latencyRunner = new Runner(quick ? BenchPlan.Quick : BenchPlan.Full, repoRoot, Path.Combine(benchDir, "out"), true,
+        line => Console.WriteLine($"[{DateTime.Now:HH:mm:ss}] {line}"));
+    var row = await latencyRunner.RunFineTunedPredictAloneAsync();
+    var resultsPath = Path.Combine(outDir, "results.json");
+    var resultsMd = Path.Combine(outDir, "RESULTS.md");
+    if (File.Exists(resultsPath))
+    {
+        // Only this row's property changes; every other byte of the file stays as the run that wrote it left it.
+        var merged = ResultsJson.SetProperty(File.ReadAllBytes(resultsPath), nameof(Results.FineTunedPredict), JsonSerializer.Serialize(row, json));
+        File.WriteAllBytes(resultsPath, merged);
+        File.WriteAllText(resultsMd, File.Exists(resultsMd)
+            ? ResultsWriter.SpliceFineTunedPredict(File.ReadAllText(resultsMd), row)
+            : ResultsWriter.Render(JsonSerializer.Deserialize<Results>(merged, json)!,
+                Directory.GetFiles(outDir, "*.png").Select(Path.GetFileName).OfType<string>().ToList()));
+    }
+    else
+    {
+        // No earlier run here: a results file holding this row alone, every other row pending.
+        var fresh = new Results { Machine = row.Machine, Plan = row.Plan, LoadAverageEnd = row.LoadAverageEnd, FineTunedPredict = row };
+        fresh.Pending.Add("Every row but 4b: these results were written by `bench/run.sh --finetune-latency` alone; a full run measures the rest.");
+        File.WriteAllText(resultsPath, JsonSerializer.Serialize(fresh, json));
+        File.WriteAllText(resultsMd, ResultsWriter.Render(fresh, []));
+    }
+    Console.WriteLine($"added the fine-tuned vs frozen Predict row to {resultsMd} and {resultsPath}");
     return;
 }
 

@@ -66,6 +66,9 @@ public sealed class Results
     /// <summary>Issue 11's depth/accuracy curve (<c>--finetune-curve</c>; null when not run).</summary>
     public Graft.Bench.Quality.FineTuneCurveResults? FineTune { get; set; }
 
+    /// <summary>Issue 11's fine-tuned against frozen head Predict row (section 4b; <c>--finetune-latency</c> alone; null when not run).</summary>
+    public FineTunedPredictResults? FineTunedPredict { get; set; }
+
     /// <summary>The int8 backbone's rows (null when not run).</summary>
     public Int8Results? Int8 { get; set; }
 

@@ -151,13 +151,15 @@ public sealed partial class Runner(BenchPlan plan, string repoRoot, string outDi
             await RunTrainAndRetrainAsync(results, stack, calls, trainSet, trainLengths);
             await RunPredictAsync(results, stack, calls);
             RunRawOrt(results, repeat: true);
+            // After the limit's second measurement, so that it still brackets the Predict rows alone.
+            results.FineTunedPredict = await RunFineTunedPredictAsync(stack, calls);
             await RunQualityAsync(results, calls, trainSet, testLengths);
             await RunHeadsComparisonAsync(results, calls);
             await RunHeadTrainingGridAsync(results, calls);
         }
         else
         {
-            results.Pending.Add("Graft service rows (Extract, Predict, 1 vs 10 heads, head training, retraining, Graft heads' quality): " +
+            results.Pending.Add("Graft service rows (Extract, Predict, 1 vs 10 heads, fine-tuned vs frozen Predict, head training, retraining, Graft heads' quality): " +
                 "the services were not run (--no-services).");
             RunMlNetOnLocalFeatures(results, trainSet, testLengths);
         }

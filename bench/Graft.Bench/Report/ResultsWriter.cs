@@ -203,6 +203,8 @@ public static class ResultsWriter
             md.AppendLine();
         }
 
+        md.Append(RenderFineTunedPredict(r.FineTunedPredict));
+
         md.AppendLine("### 5. Head training time");
         md.AppendLine();
         if (r.HeadTraining.Count > 0)
@@ -414,19 +416,105 @@ public static class ResultsWriter
     }
 
     /// <summary>Puts the fine-tuning section into an existing RESULTS.md (replacing an earlier one) and leaves the rest as it is.</summary>
-    public static string SpliceFineTune(string existing, Quality.FineTuneCurveResults curve)
+    public static string SpliceFineTune(string existing, Quality.FineTuneCurveResults curve) =>
+        Splice(existing, FineTuneStart, FineTuneEnd, RenderFineTune(curve), "\n## Notes");
+
+    /// <summary>Puts section 4b into an existing RESULTS.md (replacing an earlier one, else before section 5) and leaves
+    /// the rest as it is.</summary>
+    public static string SpliceFineTunedPredict(string existing, FineTunedPredictResults row) =>
+        Splice(existing, FineTunedPredictStart, FineTunedPredictEnd, RenderFineTunedPredict(row), "\n### 5. ", "\n## Notes");
+
+    /// <summary>Replaces the text from <paramref name="startMarker"/> to <paramref name="endMarker"/> with
+    /// <paramref name="section"/>; without the markers, inserts it before the first of <paramref name="before"/> found
+    /// (headings, each starting with its line break), else at the end.</summary>
+    private static string Splice(string existing, string startMarker, string endMarker, string section, params string[] before)
     {
-        var section = RenderFineTune(curve);
-        var start = existing.IndexOf(FineTuneStart, StringComparison.Ordinal);
+        var start = existing.IndexOf(startMarker, StringComparison.Ordinal);
         if (start >= 0)
         {
-            var end = existing.IndexOf(FineTuneEnd, start, StringComparison.Ordinal);
-            var after = end < 0 ? existing.Length : end + FineTuneEnd.Length;
+            var end = existing.IndexOf(endMarker, start, StringComparison.Ordinal);
+            var after = end < 0 ? existing.Length : end + endMarker.Length;
             while (after < existing.Length && existing[after] is '\n' or '\r') after++;
             return existing[..start] + section + existing[after..];
         }
-        var notes = existing.IndexOf("\n## Notes", StringComparison.Ordinal);
-        return notes < 0 ? existing.TrimEnd() + "\n\n" + section : existing[..(notes + 1)] + section + existing[(notes + 1)..];
+        foreach (var heading in before)
+        {
+            var at = existing.IndexOf(heading, StringComparison.Ordinal);
+            if (at >= 0) return existing[..(at + 1)] + section + existing[(at + 1)..];
+        }
+        return existing.TrimEnd() + "\n\n" + section;
+    }
+
+    /// <summary>Marks section 4b so <c>--finetune-latency</c> can replace it in a committed RESULTS.md.</summary>
+    public const string FineTunedPredictStart = "<!-- finetune-latency: written by bench/run.sh (full run) or bench/run.sh --finetune-latency -->";
+    public const string FineTunedPredictEnd = "<!-- /finetune-latency -->";
+
+    /// <summary>Section 4b: issue 11's Predict of a fine-tuned head against a frozen one, between its markers.</summary>
+    public static string RenderFineTunedPredict(FineTunedPredictResults? f)
+    {
+        var md = new StringBuilder();
+        md.AppendLine(FineTunedPredictStart);
+        md.AppendLine("### 4b. Gateway `Predict`: a fine-tuned head against a frozen one (issue 11)");
+        md.AppendLine();
+        if (f is null)
+        {
+            md.AppendLine("pending: `bench/run.sh --finetune-latency` measures this row alone and adds it here.");
+            md.AppendLine();
+            md.AppendLine(FineTunedPredictEnd);
+            md.AppendLine();
+            return md.ToString();
+        }
+        var m = f.Machine;
+        var frozenTraining = f.Training.FirstOrDefault(t => t.Depth == Graft.V1.HeadDepths.Mlp);
+        var tunedTraining = f.Training.FirstOrDefault(t => t.Depth != Graft.V1.HeadDepths.Mlp);
+        var c1 = f.Levels.FirstOrDefault(l => l.Concurrency == 1)?.Stats.Count / Math.Max(1, f.Rounds);
+        var c16 = f.Levels.FirstOrDefault(l => l.Concurrency == 16)?.Stats.Count / Math.Max(1, f.Rounds);
+        md.AppendLine(Inv($"Measured on {m.Date:yyyy-MM-dd HH:mm} UTC at commit {m.Commit} ({f.Plan} plan, {m.Cores} cores, load average {m.LoadAverageStart:F2} at start / {f.LoadAverageEnd:F2} at end), {(f.Alone ? "by `bench/run.sh --finetune-latency` on its own stack" : "as part of the full run")}, in {f.Seconds / 60:F1} minutes. ") +
+            Inv($"Two classifier heads trained through Gateway `TrainHead` on the same {f.Training.FirstOrDefault()?.Run.Images} Fashion-MNIST images (the first {f.PerClass} per class): ") +
+            Inv($"`{frozenTraining?.Run.Head}` (depth `mlp`: hidden 256 on the frozen final features, {Epochs(frozenTraining?.Epochs)}) and `{tunedTraining?.Run.Head}` (depth `{tunedTraining?.Depth}`: the backbone's tail from cut point `{f.CutPoint}`, retrained from its {f.TailParameters:N0} pretrained weights, plus a linear layer, {Epochs(tunedTraining?.Epochs)}). ") +
+            "Few epochs and no validation split: accuracy is not the point of this row, the serving path is. " +
+            Inv($"Then {f.Rounds} interleaved rounds, each running the three cases back to back (their order rotating from round to round) at concurrency 1 ({c1} calls each) and at 16 ({c16} calls each), every call a new image (so no cache hit), so that load drift hits the three cases alike; percentiles pooled over the rounds. ") +
+            "*Backbone images per Predict* is the BackboneService's `graft_backbone_inferences_total` (images run through the model) over the calls of the case that missed the feature cache: 1 means one backbone run per image, whatever the heads.");
+        md.AppendLine();
+        var load = Math.Max(m.LoadAverageStart, f.LoadAverageEnd);
+        if (load > m.Cores)
+        {
+            md.AppendLine(Inv($"**Not a quiet run:** the load average reached {load:F1} on {m.Cores} cores; absolute times are inflated, the ratios within the rounds are the meaningful numbers."));
+            md.AppendLine();
+        }
+        var names = f.Levels.SelectMany(l => l.CpuMsPerImage.Keys).Distinct().ToList();
+        md.AppendLine("| heads | concurrency | calls | images / s | × frozen images / s | p50 ms | p95 ms | p99 ms | p50 × frozen | backbone images per Predict | mean backbone batch | " +
+            string.Join(" | ", names.Select(n => $"{n} CPU ms / image")) + " |");
+        md.AppendLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | " + string.Join(" | ", names.Select(_ => "---")) + " |");
+        foreach (var l in f.Levels.OrderBy(l => l.Concurrency))
+        {
+            var frozen = f.Level("frozen", l.Concurrency)?.Stats;
+            var s = l.Stats;
+            md.AppendLine(Inv($"| {l.Case} (`{string.Join("`, `", l.Heads)}`) | {l.Concurrency} | {s.Count} | {s.Throughput:F1} | {s.Throughput / frozen?.Throughput:F2} | {s.P50Ms:F1} | {s.P95Ms:F1} | {s.P99Ms:F1} | {s.P50Ms / frozen?.P50Ms:F2} | {l.BackboneImagesPerPredict:F3} | {l.MeanBackboneBatch:F1} | ") +
+                string.Join(" | ", names.Select(n => l.CpuMsPerImage.GetValueOrDefault(n).ToString("F1", CultureInfo.InvariantCulture))) + " |");
+        }
+        md.AppendLine();
+        md.AppendLine(Inv($"Bytes on the wire per image: the backbone's `ExtractReply` is {f.ExtractReplyBytes:N0} bytes with the final features alone and {f.ExtractReplyWithCutBytes:N0} bytes with the `{f.CutPoint}` activations ([{string.Join(", ", f.CutShape)}] packed float32, {f.CutFeaturesBytes:N0} bytes as protobuf); a Predict naming a fine-tuned head carries them over two sockets (BackboneService → Gateway, Gateway → HeadService in `HeadPredictRequest.cut_features`)."));
+        md.AppendLine();
+        if (f.Training.Count > 0)
+        {
+            md.AppendLine("| head | depth | epochs | images | backbone runs per image | extraction s | training s (server) | total s |");
+            md.AppendLine("| --- | --- | --- | --- | --- | --- | --- | --- |");
+            foreach (var t in f.Training)
+                md.AppendLine(Inv($"| `{t.Run.Head}` | {t.Depth} | {t.Epochs} | {t.Run.Images} | {t.Run.BackboneRunsPerImage:F3} | {t.Run.ExtractSeconds:F1} | {t.TrainingSeconds:F1} | {t.Run.TotalSeconds:F1} |"));
+            md.AppendLine();
+        }
+        md.AppendLine("**Goals (issue 11)**");
+        md.AppendLine();
+        md.AppendLine("| goal | target | measured | |");
+        md.AppendLine("| --- | --- | --- | --- |");
+        foreach (var g in f.Goals()) md.AppendLine($"| {g.Name} | {g.Target} | {g.Measured} | {(g.Met ? "met" : "**missed**")} |");
+        md.AppendLine();
+        md.AppendLine(FineTunedPredictEnd);
+        md.AppendLine();
+        return md.ToString();
+
+        static string Epochs(int? n) => n == 1 ? "1 epoch" : $"{n} epochs";
     }
 
     private static void LevelTable(StringBuilder md, string title, string intro, List<LevelResult> levels, double? raw16, double? raw1, double rawCpu)

@@ -12,6 +12,15 @@ public static class LoadRunner
     public static async Task<(LatencyStats Stats, int CacheHits)> RunAsync(
         int concurrency, int requests, Func<int, Task<bool>> call)
     {
+        var (stats, cacheHits, _) = await RunRecordedAsync(concurrency, requests, call);
+        return (stats, cacheHits);
+    }
+
+    /// <summary>As <see cref="RunAsync"/>, and also every call's latency (ms, by request index), so that interleaved
+    /// rounds can be pooled into one set of percentiles.</summary>
+    public static async Task<(LatencyStats Stats, int CacheHits, double[] LatenciesMs)> RunRecordedAsync(
+        int concurrency, int requests, Func<int, Task<bool>> call)
+    {
         var latencies = new double[requests];
         var next = -1;
         var cacheHits = 0;
@@ -28,6 +37,6 @@ public static class LoadRunner
         })).ToArray();
         await Task.WhenAll(workers);
         total.Stop();
-        return (LatencyStats.From(latencies, total.Elapsed.TotalSeconds, requests), cacheHits);
+        return (LatencyStats.From(latencies, total.Elapsed.TotalSeconds, requests), cacheHits, latencies);
     }
 }
