@@ -50,9 +50,9 @@ public sealed class FineTuneCurve(string outDir, Action<string> log, int testIma
     /// <summary>Training choices tried against the product defaults at 100 per class, on the last block.</summary>
     public static readonly IReadOnlyList<CurveTrainingChoices> TriedChoices =
     [
-        new(ValidationFraction: 0),
-        new(Epochs: 30, Patience: 0), // HeadService's own defaults for a spec that sets none of these
-        new(Epochs: 30, Patience: 6),
+        new(ValidationFraction: 0.2, Patience: 3), // early stopping on a 20 % hold-out, 15 epochs at most
+        new(Epochs: 30, ValidationFraction: 0.2), // HeadService's defaults for the frozen depths
+        new(Epochs: 30, ValidationFraction: 0.2, Patience: 6),
         new(TailLearningRate: 3e-4),
     ];
 

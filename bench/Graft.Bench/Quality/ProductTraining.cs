@@ -55,9 +55,9 @@ public sealed class ProductTraining
     }
 
     /// <summary>The spec of a fit. Frozen depths: the bench's quality-row spec (30 epochs, every row trains, seed 42),
-    /// so the MLP here is comparable with the Gateway row above. Fine-tuned depths: the measured recipe
-    /// (15 epochs at most, early stopping with patience 3 on a 20 % validation split by source image, linear layer at
-    /// lr 1e-3, tail at 1e-4, weight decay 1e-4); <paramref name="choices"/> override it.</summary>
+    /// so the MLP here is comparable with the Gateway row above. Fine-tuned depths: HeadService's own defaults (what
+    /// `graft train --depth last-block` gets: 15 epochs on every row, tail lr 1e-4, weight decay 1e-4, seed 42);
+    /// <paramref name="choices"/> override either.</summary>
     public static HeadSpec Spec(CurveDepth depth, HeadKind kind, CurveTrainingChoices choices)
     {
         var spec = new HeadSpec
@@ -78,11 +78,10 @@ public sealed class ProductTraining
         }
         else
         {
-            spec.Epochs = choices.Epochs ?? 15;
-            // Validation 0 trains on every row for the fixed epochs (no early stopping: nothing to watch).
-            spec.ValidationFraction = choices.ValidationFraction ?? 0.2;
-            spec.Patience = spec.ValidationFraction > 0 ? choices.Patience ?? 3 : 0;
-            spec.TailLearningRate = choices.TailLearningRate ?? TrainingDefaults.TailLearningRate;
+            if (choices.Epochs is { } epochs) spec.Epochs = epochs;
+            if (choices.ValidationFraction is { } validation) spec.ValidationFraction = validation;
+            if (choices.Patience is { } patience) spec.Patience = patience;
+            if (choices.TailLearningRate is { } tailLr) spec.TailLearningRate = tailLr;
         }
         if (choices.HeadLearningRate is { } lr) spec.LearningRate = lr;
         if (choices.WeightDecay is { } wd) spec.WeightDecay = wd;

@@ -100,7 +100,7 @@ public sealed record TrainingSettings(
                 throw HeadException.Invalid($"spec.hidden.sizes[{i}] is {hidden[i]}; each size must be in [1, {MaxHiddenSize}].");
             }
         }
-        var epochs = spec.HasEpochs ? spec.Epochs : TrainingDefaults.Epochs;
+        var epochs = spec.HasEpochs ? spec.Epochs : TrainingDefaults.EpochsFor(depth.FineTunes());
         Check(epochs is >= 1 && epochs <= options.MaxEpochs, $"spec.epochs is {epochs}; it must be in [1, {options.MaxEpochs}].");
         var lr = spec.HasLearningRate ? spec.LearningRate : TrainingDefaults.LearningRate;
         Check(double.IsFinite(lr) && lr > 0 && lr <= 10, $"spec.learning_rate is {lr}; it must be in (0, 10].");
@@ -108,11 +108,11 @@ public sealed record TrainingSettings(
         Check(batch is >= 1 and <= MaxBatchSize, $"spec.batch_size is {batch}; it must be in [1, {MaxBatchSize}].");
         var decay = spec.HasWeightDecay ? spec.WeightDecay : TrainingDefaults.WeightDecay;
         Check(double.IsFinite(decay) && decay >= 0 && decay <= 1, $"spec.weight_decay is {decay}; it must be in [0, 1].");
-        var validation = spec.HasValidationFraction ? spec.ValidationFraction : TrainingDefaults.ValidationFraction;
+        var validation = spec.HasValidationFraction ? spec.ValidationFraction : TrainingDefaults.ValidationFractionFor(depth.FineTunes());
         Check(double.IsFinite(validation) && validation >= 0 && validation <= 0.9, $"spec.validation_fraction is {validation}; it must be in [0, 0.9].");
         var patience = spec.HasPatience ? spec.Patience : TrainingDefaults.Patience;
         Check(patience >= 0 && patience <= options.MaxEpochs, $"spec.patience is {patience}; it must be in [0, {options.MaxEpochs}] (0 disables early stopping).");
-        Check(patience == 0 || validation > 0, "spec.patience > 0 needs validation rows to watch; set validation_fraction above 0 or patience to 0.");
+        Check(patience == 0 || validation > 0, "spec.patience > 0 needs validation rows to watch; set validation_fraction above 0 (fine-tuning depths hold out none unless asked) or patience to 0.");
         var dropout = spec.HasDropout ? spec.Dropout : TrainingDefaults.Dropout;
         Check(double.IsFinite(dropout) && dropout >= 0 && dropout < 1, $"spec.dropout is {dropout}; it must be in [0, 1).");
         var seed = spec.HasSeed ? spec.Seed : TrainingDefaults.Seed;

@@ -54,6 +54,24 @@ public sealed class TrainingValidationTests
         Assert.Equal([256], s.Hyperparameters.HiddenSizes);
     }
 
+    [Theory]
+    [InlineData(HeadDepth.LastBlock)]
+    [InlineData(HeadDepth.LastStage)]
+    public void A_fine_tuning_depth_defaults_to_15_epochs_on_every_row_and_a_spec_can_still_ask_for_a_hold_out(HeadDepth depth)
+    {
+        var defaults = TrainingSettings.FromSpec(new HeadSpec { Name = "h", Kind = HeadKind.Classifier, BackboneFingerprint = "f", Depth = depth }, Tiny.Options());
+        var asked = TrainingSettings.FromSpec(
+            new HeadSpec { Name = "h", Kind = HeadKind.Classifier, BackboneFingerprint = "f", Depth = depth, Epochs = 30, ValidationFraction = 0.2, Patience = 3 }, Tiny.Options());
+
+        Assert.Equal(15, defaults.Hyperparameters.Epochs);
+        Assert.Equal(0, defaults.Hyperparameters.ValidationFraction);
+        Assert.Equal(1e-4, defaults.Hyperparameters.TailLearningRate);
+        Assert.Equal((30, 0.2, 3), (asked.Hyperparameters.Epochs, asked.Hyperparameters.ValidationFraction, asked.Hyperparameters.Patience));
+        var patienceAlone = Assert.Throws<HeadException>(() => TrainingSettings.FromSpec(
+            new HeadSpec { Name = "h", Kind = HeadKind.Classifier, BackboneFingerprint = "f", Depth = depth, Patience = 3 }, Tiny.Options()));
+        Assert.Contains("fine-tuning depths hold out none unless asked", patienceAlone.Message);
+    }
+
     [Fact]
     public void An_empty_hidden_list_means_a_linear_probe()
     {

@@ -20,10 +20,10 @@ public static class TrainCommand
             Description = "Classifier: a folder with one sub-folder of images per class. Regressor: a CSV of path,target (paths relative to the CSV).",
             Required = true,
         };
-        Option<int?> epochs = new("--epochs") { Description = $"Training epochs (server default {TrainingDefaults.Epochs})." };
+        Option<int?> epochs = new("--epochs") { Description = $"Training epochs (server default {TrainingDefaults.Epochs}; {TrainingDefaults.FineTuneEpochs} at depths last-block/last-stage)." };
         Option<double?> lr = new("--lr") { Description = $"Adam learning rate (server default {TrainingDefaults.Text(TrainingDefaults.LearningRate)})." };
         Option<string?> hidden = new("--hidden") { Description = $"Hidden layer sizes, comma-separated (e.g. 256 or 512,128); 'none' for a linear probe (server default {TrainingDefaults.HiddenSize})." };
-        Option<double?> val = new("--val") { Description = $"Fraction of images held out for validation metrics (server default {TrainingDefaults.Text(TrainingDefaults.ValidationFraction)})." };
+        Option<double?> val = new("--val") { Description = $"Fraction of images held out for validation metrics (server default {TrainingDefaults.Text(TrainingDefaults.ValidationFraction)}; {TrainingDefaults.Text(TrainingDefaults.FineTuneValidationFraction)} at depths last-block/last-stage, which train on every image and report training metrics)." };
         Option<int?> batch = new("--batch") { Description = $"Mini-batch size (server default {TrainingDefaults.BatchSize})." };
         Option<long?> seed = new("--seed") { Description = $"Seed for split, initialisation and shuffling (server default {TrainingDefaults.Seed})." };
         Option<int?> patience = new("--patience") { Description = $"Stop after this many epochs without a better validation loss (default {TrainingDefaults.Patience}: off)." };
