@@ -215,7 +215,7 @@ public static class DemoCommand
     {
         AnsiConsole.MarkupLine($"Training [bold]{spec.Name}[/] ({spec.Kind.Name()}, {spec.Epochs} epochs) on {examples.Count} images...");
         var result = await TrainView.RunAsync(session, spec, examples, ct);
-        AnsiConsole.MarkupLine($"Published [green]{spec.Name} v{result.Published.Version}[/]: {Markup.Escape(HeadsCommands.Metric(result.Published))} on the validation split.");
+        AnsiConsole.MarkupLine($"Published [green]{spec.Name} v{result.Published.Version}[/]: {Markup.Escape(HeadsCommands.Metric(result.Published))}{(result.Published.Metrics?.ValidationRows > 0 ? " on the validation split" : "")}.");
         timings.Add(($"train {spec.Name}: feature extraction", result.Extraction));
         timings.Add(($"train {spec.Name}: training and publishing", result.Total - result.Extraction));
         return result;

@@ -26,7 +26,7 @@ public static class HeadsCommands
                 return ExitCodes.Ok;
             }
             var table = new Table().Border(TableBorder.Rounded)
-                .AddColumns("head", "kind", "depth", "active", "versions", "validation metric", "trained on", "ready for backbones", "state", "retrainable");
+                .AddColumns("head", "kind", "depth", "active", "versions", "metric", "trained on", "ready for backbones", "state", "retrainable");
             foreach (var h in reply.Heads)
             {
                 var active = h.Versions.FirstOrDefault(v => v.Version == h.ActiveVersion);
@@ -56,7 +56,7 @@ public static class HeadsCommands
                 c => c.GetHeadAsync(new GetHeadRequest { Name = name }, session.Headers(), GatewaySession.UnaryDeadline, ct).ResponseAsync);
             AnsiConsole.MarkupLine($"[bold]{Markup.Escape(info.Name)}[/]: active v{info.ActiveVersion}{(info.Stale ? " [yellow](stale: trained on another backbone)[/]" : "")}");
             var table = new Table().Border(TableBorder.Rounded)
-                .AddColumns("version", "kind", "depth", "created (UTC)", "labels", "input dim", "epochs", "validation metric", "backbone", "size", "training set");
+                .AddColumns("version", "kind", "depth", "created (UTC)", "labels", "input dim", "epochs", "metric", "backbone", "size", "training set");
             foreach (var v in info.Versions)
             {
                 table.AddRow(
@@ -134,8 +134,9 @@ public static class HeadsCommands
     {
         var m = v.Metrics;
         if (m is null) return "";
-        return v.Kind == HeadKind.Regressor
+        var metric = v.Kind == HeadKind.Regressor
             ? $"MAE {Format.Number(m.Mae)} (baseline {Format.Number(m.BaselineMae)})"
             : $"accuracy {Format.Percent(m.Accuracy)} (baseline {Format.Percent(m.BaselineAccuracy)})";
+        return m.ValidationRows > 0 || m.TrainRows == 0 ? metric : metric + " on the training rows";
     }
 }

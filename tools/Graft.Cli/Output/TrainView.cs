@@ -130,19 +130,21 @@ public static class TrainView
         }
         table.AddRow("training rows", m.TrainRows.ToString(CultureInfo.InvariantCulture));
         table.AddRow("validation rows", m.ValidationRows.ToString(CultureInfo.InvariantCulture));
+        // No hold-out (the fine-tuning depths' default): the metrics below are the training rows', and say so.
+        var on = m.ValidationRows > 0 ? "validation" : "training-set";
         table.AddRow("epochs run", m.EpochsRun.ToString(CultureInfo.InvariantCulture));
         table.AddRow("final training loss", Format.Number(m.FinalTrainLoss));
-        table.AddRow("validation loss", Format.Number(m.ValidationLoss));
+        table.AddRow($"{on} loss", Format.Number(m.ValidationLoss));
         if (v.Kind == HeadKind.Regressor)
         {
-            table.AddRow("validation MAE", Format.Number(m.Mae));
+            table.AddRow($"{on} MAE", Format.Number(m.Mae));
             table.AddRow("  baseline MAE (always the training mean)", Format.Number(m.BaselineMae));
-            table.AddRow("validation RMSE", Format.Number(m.Rmse));
-            table.AddRow("validation R²", Format.Number(m.R2));
+            table.AddRow($"{on} RMSE", Format.Number(m.Rmse));
+            table.AddRow($"{on} R²", Format.Number(m.R2));
         }
         else
         {
-            table.AddRow("validation accuracy", Format.Percent(m.Accuracy));
+            table.AddRow($"{on} accuracy", Format.Percent(m.Accuracy));
             table.AddRow("  baseline accuracy (always the majority class)", Format.Percent(m.BaselineAccuracy));
         }
         table.AddRow("training time", $"{m.TrainingSeconds.ToString("0.0", CultureInfo.InvariantCulture)} s");
