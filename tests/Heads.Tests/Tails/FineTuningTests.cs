@@ -51,7 +51,7 @@ public sealed class FineTuningTests(FashionCuts cuts, ITestOutputHelper output) 
         Assert.Equal("last-block", published.CutPoint);
         Assert.Equal([512L, 7, 7], published.CutShape);
         Assert.Equal("3 images per class: fine-tuning the last block", published.DepthReason);
-        Assert.Equal(1e-4, published.Spec.TailLearningRate);
+        Assert.Equal(3e-4, published.Spec.TailLearningRate);
         Assert.Equal(512, published.InputDimension);
         var folder = Path.Combine(_dir.Path, "shoes", "v1");
         var trainedTail = File.ReadAllBytes(Path.Combine(folder, HeadManifest.TailFileName));

@@ -110,7 +110,7 @@ public sealed class FineTuningTrainerTests(ITestOutputHelper output)
         var settings = TrainingSettings.FromSpec(new HeadSpec
         {
             Name = "ft", Kind = HeadKind.Classifier, BackboneFingerprint = "fp", Depth = HeadDepth.LastBlock,
-            Epochs = 2, BatchSize = 10, ValidationFraction = 0.34, Seed = 42,
+            Epochs = 2, BatchSize = 10, ValidationFraction = 0.34, Seed = 42, TailLearningRate = 1e-4,
         }, options);
         var trainer = new HeadTrainer(Microsoft.Extensions.Options.Options.Create(options));
         (TrainedHead Head, List<EpochReport> Reports) FineTune()

@@ -65,7 +65,7 @@ public sealed class TrainingValidationTests
 
         Assert.Equal(15, defaults.Hyperparameters.Epochs);
         Assert.Equal(0, defaults.Hyperparameters.ValidationFraction);
-        Assert.Equal(1e-4, defaults.Hyperparameters.TailLearningRate);
+        Assert.Equal(3e-4, defaults.Hyperparameters.TailLearningRate);
         Assert.Equal((30, 0.2, 3), (asked.Hyperparameters.Epochs, asked.Hyperparameters.ValidationFraction, asked.Hyperparameters.Patience));
         var patienceAlone = Assert.Throws<HeadException>(() => TrainingSettings.FromSpec(
             new HeadSpec { Name = "h", Kind = HeadKind.Classifier, BackboneFingerprint = "f", Depth = depth, Patience = 3 }, Tiny.Options()));
