@@ -39,7 +39,7 @@ public static class TrainCommand
         {
             Description = "How deep training reaches into the backbone: probe (linear layer on frozen features), mlp (hidden layers on frozen " +
                           "features; the default), last-block / last-stage (also fine-tune the backbone's last residual block / last stage: " +
-                          "better with ~100+ images per class, slower), auto (the gateway picks by images per class and says why).",
+                          "on the bench's curve the last block beat the frozen depths from 10 images per class, at seconds to minutes of CPU), auto (the gateway picks by images per class and says why).",
         };
         depth.HelpName = "probe|mlp|last-block|last-stage|auto";
         depth.Validators.Add(r =>
