@@ -125,7 +125,7 @@ public static class DemoCommand
             if (stack is not null) AnsiConsole.MarkupLine("Stopping the local stack (the heads stay in the registry; `graft up` serves them again).");
             if (outcome.BeatsBaselines)
             {
-                AnsiConsole.MarkupLine("[bold green]Both heads beat their trivial baselines on held-out images.[/]");
+                AnsiConsole.MarkupLine("[bold green]Every head beat its trivial baseline on held-out images.[/]");
                 return ExitCodes.Ok;
             }
             CommandRunner.Error.MarkupLine("[red]A head did not beat its trivial baseline on the held-out images[/] (see the table above); try more --epochs.");
