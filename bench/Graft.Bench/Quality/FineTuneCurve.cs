@@ -153,7 +153,7 @@ public sealed class FineTuneCurve(string outDir, Action<string> log, int testIma
         // The frozen depths with augmentation where they are the best depth (few images per class): seconds each.
         foreach (var n in Sizes.Where(n => n < 100)) foreach (var depth in Frozen) Classifier(n, depth, views, defaults);
         foreach (var n in Sizes.Where(n => n <= 100)) Classifier(n, CurveDepth.LastStage, 0, defaults);
-        Classifier(100, CurveDepth.LastStage, 0, PrototypeTailRate); // twice the weights of the last block: a gentler rate?
+        Classifier(100, CurveDepth.LastStage, 0, new(TailLearningRate: 3e-4)); // the last block's rate on twice the weights
         foreach (var depth in Frozen.Append(CurveDepth.LastBlock)) Regressor(100, depth, 0);
         foreach (var depth in Frozen) Classifier(100, depth, views, defaults);
         foreach (var depth in Frozen) Regressor(100, depth, views);

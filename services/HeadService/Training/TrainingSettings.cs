@@ -78,7 +78,7 @@ public sealed record TrainingSettings(
             throw HeadException.Invalid(
                 $"spec.tail_learning_rate is set but spec.depth is {depth.Name()}, which trains no backbone layers; set it only with last-block or last-stage.");
         }
-        var tailLr = spec.HasTailLearningRate ? spec.TailLearningRate : TrainingDefaults.TailLearningRate;
+        var tailLr = spec.HasTailLearningRate ? spec.TailLearningRate : TrainingDefaults.TailLearningRateFor(depth);
         Check(double.IsFinite(tailLr) && tailLr >= 0 && tailLr <= 10, $"spec.tail_learning_rate is {tailLr}; it must be in [0, 10] (0 keeps the backbone layers as pretrained).");
         if (spec.DepthReason.Length > MaxDepthReasonLength)
         {

@@ -55,9 +55,9 @@ public sealed class TrainingValidationTests
     }
 
     [Theory]
-    [InlineData(HeadDepth.LastBlock)]
-    [InlineData(HeadDepth.LastStage)]
-    public void A_fine_tuning_depth_defaults_to_15_epochs_on_every_row_and_a_spec_can_still_ask_for_a_hold_out(HeadDepth depth)
+    [InlineData(HeadDepth.LastBlock, 3e-4)]
+    [InlineData(HeadDepth.LastStage, 1e-4)]
+    public void A_fine_tuning_depth_defaults_to_15_epochs_on_every_row_and_a_spec_can_still_ask_for_a_hold_out(HeadDepth depth, double tailRate)
     {
         var defaults = TrainingSettings.FromSpec(new HeadSpec { Name = "h", Kind = HeadKind.Classifier, BackboneFingerprint = "f", Depth = depth }, Tiny.Options());
         var asked = TrainingSettings.FromSpec(
@@ -65,7 +65,7 @@ public sealed class TrainingValidationTests
 
         Assert.Equal(15, defaults.Hyperparameters.Epochs);
         Assert.Equal(0, defaults.Hyperparameters.ValidationFraction);
-        Assert.Equal(3e-4, defaults.Hyperparameters.TailLearningRate);
+        Assert.Equal(tailRate, defaults.Hyperparameters.TailLearningRate);
         Assert.Equal((30, 0.2, 3), (asked.Hyperparameters.Epochs, asked.Hyperparameters.ValidationFraction, asked.Hyperparameters.Patience));
         var patienceAlone = Assert.Throws<HeadException>(() => TrainingSettings.FromSpec(
             new HeadSpec { Name = "h", Kind = HeadKind.Classifier, BackboneFingerprint = "f", Depth = depth, Patience = 3 }, Tiny.Options()));

@@ -58,7 +58,7 @@ public static class TrainCommand
             if (r.GetValueOrDefault<int?>() is { } n && n is < 0 or > 16)
                 r.AddError($"--augment must be between 0 and 16 augmented views per image (got {n}).");
         });
-        Option<double?> tailLr = new("--tail-lr") { Description = $"Adam learning rate of the fine-tuned backbone layers, depths last-block/last-stage (server default {TrainingDefaults.Text(TrainingDefaults.TailLearningRate)})." };
+        Option<double?> tailLr = new("--tail-lr") { Description = $"Adam learning rate of the fine-tuned backbone layers, depths last-block/last-stage (server default {TrainingDefaults.Text(TrainingDefaults.TailLearningRate)}; {TrainingDefaults.Text(TrainingDefaults.LastStageTailLearningRate)} at last-stage)." };
 
         var command = new Command("train", "Train a head on labelled images and publish it as a new version.")
         {
