@@ -37,11 +37,11 @@ public static class TrainingDefaults
     /// then training metrics (named so). Ask for a hold-out to get validation metrics.</summary>
     public const double FineTuneValidationFraction = 0;
 
-    /// <summary>The epochs a spec that sets none gets at <paramref name="fineTunes"/>.</summary>
-    public static int EpochsFor(bool fineTunes) => fineTunes ? FineTuneEpochs : Epochs;
+    /// <summary>The epochs a spec that sets none gets at <paramref name="depth"/>.</summary>
+    public static int EpochsFor(HeadDepth depth) => depth.FineTunes() ? FineTuneEpochs : Epochs;
 
-    /// <summary>The validation fraction a spec that sets none gets at <paramref name="fineTunes"/>.</summary>
-    public static double ValidationFractionFor(bool fineTunes) => fineTunes ? FineTuneValidationFraction : ValidationFraction;
+    /// <summary>The validation fraction a spec that sets none gets at <paramref name="depth"/>.</summary>
+    public static double ValidationFractionFor(HeadDepth depth) => depth.FineTunes() ? FineTuneValidationFraction : ValidationFraction;
 
     /// <summary>A default as the CLI's help prints it.</summary>
     public static string Text(double value) => value.ToString(CultureInfo.InvariantCulture);

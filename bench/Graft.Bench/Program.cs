@@ -66,13 +66,13 @@ if (args.Contains("--finetune-latency"))
     var resultsMd = Path.Combine(outDir, "RESULTS.md");
     if (File.Exists(resultsPath))
     {
-        // Only this row's property changes; every other byte of the file stays as the run that wrote it left it.
-        var merged = ResultsJson.SetProperty(File.ReadAllBytes(resultsPath), nameof(Results.FineTunedPredict), JsonSerializer.Serialize(row, json));
-        File.WriteAllBytes(resultsPath, merged);
+        // As --finetune-curve does: only this row changes in results.json, and only its section in RESULTS.md.
+        var saved = JsonSerializer.Deserialize<Results>(File.ReadAllText(resultsPath), json)!;
+        saved.FineTunedPredict = row;
+        File.WriteAllText(resultsPath, JsonSerializer.Serialize(saved, json));
         File.WriteAllText(resultsMd, File.Exists(resultsMd)
             ? ResultsWriter.SpliceFineTunedPredict(File.ReadAllText(resultsMd), row)
-            : ResultsWriter.Render(JsonSerializer.Deserialize<Results>(merged, json)!,
-                Directory.GetFiles(outDir, "*.png").Select(Path.GetFileName).OfType<string>().ToList()));
+            : ResultsWriter.Render(saved, Directory.GetFiles(outDir, "*.png").Select(Path.GetFileName).OfType<string>().ToList()));
     }
     else
     {

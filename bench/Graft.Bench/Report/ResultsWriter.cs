@@ -90,8 +90,7 @@ public static class ResultsWriter
         md.AppendLine("The client, the three services and the baselines share these cores; no GPU (ONNX Runtime on CPU).");
         md.AppendLine();
         var load = Math.Max(m.LoadAverageStart, r.LoadAverageEnd);
-        // The bench keeps every core busy itself (load ≈ cores); only what goes beyond that is someone else's work.
-        if (load > m.Cores + 1)
+        if (NotQuiet(load, m.Cores))
         {
             md.AppendLine(Inv($"**This run was not quiet:** the load average reached {load:F1} on {m.Cores} cores, more than the bench's own processes make (other work shared the machine, or at the start a build had just finished). ") +
                           "Every process got only a share of the cores, that share changed from minute to minute, and absolute numbers are far " +
@@ -307,6 +306,9 @@ public static class ResultsWriter
         return md.ToString();
     }
 
+    /// <summary>The bench keeps every core busy itself (load ≈ cores); only load beyond that is someone else's work.</summary>
+    private static bool NotQuiet(double load, int cores) => load > cores + 1;
+
     /// <summary>Marks the fine-tuning section so <c>--finetune-curve</c> can replace it in a committed RESULTS.md.</summary>
     public const string FineTuneStart = "<!-- finetune-curve: written by bench/run.sh --finetune-curve -->";
     public const string FineTuneEnd = "<!-- /finetune-curve -->";
@@ -478,7 +480,7 @@ public static class ResultsWriter
             "*Backbone images per Predict* is the BackboneService's `graft_backbone_inferences_total` (images run through the model) over the calls of the case that missed the feature cache: 1 means one backbone run per image, whatever the heads.");
         md.AppendLine();
         var load = Math.Max(m.LoadAverageStart, f.LoadAverageEnd);
-        if (load > m.Cores + 1) // the bench itself keeps every core busy
+        if (NotQuiet(load, m.Cores))
         {
             md.AppendLine(Inv($"**Not a quiet run:** the load average reached {load:F1} on {m.Cores} cores; absolute times are inflated, the ratios within the rounds are the meaningful numbers."));
             md.AppendLine();

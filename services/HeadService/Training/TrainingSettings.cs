@@ -100,7 +100,7 @@ public sealed record TrainingSettings(
                 throw HeadException.Invalid($"spec.hidden.sizes[{i}] is {hidden[i]}; each size must be in [1, {MaxHiddenSize}].");
             }
         }
-        var epochs = spec.HasEpochs ? spec.Epochs : TrainingDefaults.EpochsFor(depth.FineTunes());
+        var epochs = spec.HasEpochs ? spec.Epochs : TrainingDefaults.EpochsFor(depth);
         Check(epochs is >= 1 && epochs <= options.MaxEpochs, $"spec.epochs is {epochs}; it must be in [1, {options.MaxEpochs}].");
         var lr = spec.HasLearningRate ? spec.LearningRate : TrainingDefaults.LearningRate;
         Check(double.IsFinite(lr) && lr > 0 && lr <= 10, $"spec.learning_rate is {lr}; it must be in (0, 10].");
@@ -108,7 +108,7 @@ public sealed record TrainingSettings(
         Check(batch is >= 1 and <= MaxBatchSize, $"spec.batch_size is {batch}; it must be in [1, {MaxBatchSize}].");
         var decay = spec.HasWeightDecay ? spec.WeightDecay : TrainingDefaults.WeightDecay;
         Check(double.IsFinite(decay) && decay >= 0 && decay <= 1, $"spec.weight_decay is {decay}; it must be in [0, 1].");
-        var validation = spec.HasValidationFraction ? spec.ValidationFraction : TrainingDefaults.ValidationFractionFor(depth.FineTunes());
+        var validation = spec.HasValidationFraction ? spec.ValidationFraction : TrainingDefaults.ValidationFractionFor(depth);
         Check(double.IsFinite(validation) && validation >= 0 && validation <= 0.9, $"spec.validation_fraction is {validation}; it must be in [0, 0.9].");
         var patience = spec.HasPatience ? spec.Patience : TrainingDefaults.Patience;
         Check(patience >= 0 && patience <= options.MaxEpochs, $"spec.patience is {patience}; it must be in [0, {options.MaxEpochs}] (0 disables early stopping).");

@@ -30,31 +30,31 @@ public static class SplitCommands
             "See `graft heads show NAME` and /metrics; then `graft heads promote NAME` or `graft heads abort NAME`.") { shadowName, shadowVersion };
         shadow.SetRun((parse, ct) => SetAsync(parse, parse.GetValue(shadowName)!, parse.GetValue(shadowVersion), HeadSplitMode.Shadow, 0, ct));
 
-        Argument<string> promoteName = new("name") { Description = "Head name." };
-        var promote = new Command("promote", "Make the canary or shadow candidate the active version for its backbone and remove the split (admin).") { promoteName };
-        promote.SetRun(async (parse, ct) =>
-        {
-            var name = parse.GetValue(promoteName)!;
-            using var session = GlobalOptions.Connect(parse);
-            var info = await session.Call($"promote the candidate of \"{name}\"",
-                c => c.PromoteHeadAsync(new HeadSplitActionRequest { Name = name }, session.Headers(), GatewaySession.UnaryDeadline, ct).ResponseAsync);
-            AnsiConsole.MarkupLine($"{Markup.Escape(info.Name)} now serves {Markup.Escape(HeadsCommands.ReadyFor(info))}.");
-            return ExitCodes.Ok;
-        });
-
-        Argument<string> abortName = new("name") { Description = "Head name." };
-        var abort = new Command("abort", "Remove the canary or shadow split; the active versions keep serving (admin).") { abortName };
-        abort.SetRun(async (parse, ct) =>
-        {
-            var name = parse.GetValue(abortName)!;
-            using var session = GlobalOptions.Connect(parse);
-            var info = await session.Call($"abort the split of \"{name}\"",
-                c => c.AbortHeadSplitAsync(new HeadSplitActionRequest { Name = name }, session.Headers(), GatewaySession.UnaryDeadline, ct).ResponseAsync);
-            AnsiConsole.MarkupLine($"Split removed; {Markup.Escape(info.Name)} serves {Markup.Escape(HeadsCommands.ReadyFor(info))}.");
-            return ExitCodes.Ok;
-        });
+        var promote = SplitAction("promote", "Make the canary or shadow candidate the active version for its backbone and remove the split (admin).",
+            "promote the candidate of", (c, request, headers, ct) => c.PromoteHeadAsync(request, headers, GatewaySession.UnaryDeadline, ct).ResponseAsync,
+            info => $"{info.Name} now serves {HeadsCommands.ReadyFor(info)}.");
+        var abort = SplitAction("abort", "Remove the canary or shadow split; the active versions keep serving (admin).",
+            "abort the split of", (c, request, headers, ct) => c.AbortHeadSplitAsync(request, headers, GatewaySession.UnaryDeadline, ct).ResponseAsync,
+            info => $"Split removed; {info.Name} serves {HeadsCommands.ReadyFor(info)}.");
 
         return [canary, shadow, promote, abort];
+    }
+
+    /// <summary>`graft heads promote|abort NAME`: one admin call on the head's split, then what the head now serves.</summary>
+    private static Command SplitAction(string verb, string description, string doing,
+        Func<V1.Gateway.GatewayClient, HeadSplitActionRequest, Grpc.Core.Metadata, CancellationToken, Task<HeadInfo>> call, Func<HeadInfo, string> outcome)
+    {
+        Argument<string> name = new("name") { Description = "Head name." };
+        var command = new Command(verb, description) { name };
+        command.SetRun(async (parse, ct) =>
+        {
+            var head = parse.GetValue(name)!;
+            using var session = GlobalOptions.Connect(parse);
+            var info = await session.Call($"{doing} \"{head}\"", c => call(c, new HeadSplitActionRequest { Name = head }, session.Headers(), ct));
+            AnsiConsole.MarkupLine(Markup.Escape(outcome(info)));
+            return ExitCodes.Ok;
+        });
+        return command;
     }
 
     /// <summary>" · canary v3 10%" / " · shadow v3" for a head with a split; empty otherwise.</summary>
