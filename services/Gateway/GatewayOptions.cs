@@ -33,11 +33,8 @@ public sealed class GatewayOptions : IValidatableObject
     public TimeSpan AttemptTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>Retries after a failed idempotent attempt (UNAVAILABLE or attempt timeout). 0 disables retries.</summary>
-    /// <remarks>4, so the retries span about 1.5 s (100 ms doubling): a SIGKILLed replica among several stays in the
-    /// round robin for up to ~1.1 s (refused connections until the client drops it), and with 2 retries (0.3 s) a call
-    /// could land on it three times running; the reliability suite saw that as 5 failed calls in 101.</remarks>
     [Range(0, 10)]
-    public int MaxRetries { get; set; } = 4;
+    public int MaxRetries { get; set; } = 2;
 
     /// <summary>First retry delay; later ones grow exponentially, with jitter.</summary>
     [Range(typeof(TimeSpan), "00:00:00", "00:01:00")]
